@@ -1,0 +1,26 @@
+"""fastinit: initialize PyTorch model parameters in one fused launch per (device, dtype).
+
+Values follow a counter-based Philox stream keyed by (seed, parameter name, global element index):
+the same on every backend, device and sharding layout. See README.md and docs/STREAM.md.
+"""
+
+from __future__ import annotations
+
+from . import init, specs
+from ._status import announce_fallbacks
+from .apply import apply, last_report
+from .backends import backends
+from .keys import key_for
+from .policy import PRESETS, Rules, preset
+from .specs import (Constant, Dirac, Eye, KaimingNormal, KaimingUniform, Normal, Orthogonal, Sparse,
+                    TruncNormal, Uniform, XavierNormal, XavierUniform)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "apply", "init", "specs", "backends", "last_report", "key_for", "Rules", "preset", "PRESETS",
+    "Constant", "Dirac", "Eye", "KaimingNormal", "KaimingUniform", "Normal", "Orthogonal", "Sparse", "TruncNormal",
+    "Uniform", "XavierNormal", "XavierUniform",
+]
+
+announce_fallbacks()

@@ -1,0 +1,270 @@
+"""Recording: run a module's own init code (or a user's ``init_weights``) without running it.
+
+Under :class:`Recorder`, ``torch.nn.init.*`` calls and whole-tensor writes (``fill_``, ``zero_``,
+``uniform_``, ``normal_``) on the tracked tensors become specs instead of kernels. Anything else
+that touches a tensor with a pending spec sees exactly what eager code would have seen:
+
+- a write-only partial op (``weight[pad].zero_()``, ``w[0] = 1.0``) is kept, and replayed after the
+  fused write, in order;
+- a read (``w.mul_(2)``, ``w.erfinv_()``, ``w.sum()``) first *flushes* the pending spec: that tensor
+  is written now, with the very values the fused launch would have given it.
+
+``torch.nn.init`` functions are intercepted twice over: the module attributes are swapped while
+recording (so ``xavier_uniform_``, which has no ``__torch_function__`` hook, is seen whole), and a
+``TorchFunctionMode`` sees calls through other references and the tensor methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from . import specs as S
+
+_INIT_NAMES = tuple(S.BY_TORCH_NAME) + ("zeros_", "ones_")
+
+# Ops that only look at metadata or make views: they never read or write values.
+_PASSTHROUGH_METHODS = (
+    "__getitem__", "view", "view_as", "reshape", "t", "transpose", "permute", "narrow", "select", "unsqueeze",
+    "squeeze", "flatten", "expand", "expand_as", "chunk", "split", "unbind", "detach", "size", "dim", "ndimension",
+    "numel", "nelement", "stride", "storage_offset", "is_contiguous", "data_ptr", "untyped_storage",
+    "element_size", "get_device", "__len__", "requires_grad_", "is_floating_point", "is_complex", "type",
+    "__hash__", "__eq__", "__ne__",
+)
+_PASSTHROUGH_PROPS = (
+    "shape", "data", "dtype", "device", "is_meta", "is_cuda", "is_cpu", "requires_grad", "grad", "ndim", "T", "mT",
+    "is_leaf", "layout", "names", "is_sparse", "is_quantized", "_base", "grad_fn", "itemsize", "nbytes",
+)
+
+
+def _passthrough() -> set:
+    out = set()
+    for n in _PASSTHROUGH_METHODS:
+        if hasattr(torch.Tensor, n):
+            out.add(getattr(torch.Tensor, n))
+    for n in _PASSTHROUGH_PROPS:
+        attr = getattr(torch.Tensor, n, None)
+        if attr is not None and hasattr(attr, "__get__"):
+            out.add(attr.__get__)
+    return out
+
+
+_PASSTHROUGH = _passthrough()
+_FILL, _ZERO = torch.Tensor.fill_, torch.Tensor.zero_
+_UNIFORM, _NORMAL = torch.Tensor.uniform_, torch.Tensor.normal_
+_SETITEM, _COPY = torch.Tensor.__setitem__, torch.Tensor.copy_
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+def _covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
+    return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
+            and tuple(view.stride()) == tuple(whole.stride()))
+
+
+def _is_scalar(v) -> bool:
+    return isinstance(v, (bool, int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1 and v.dim() == 0)
+
+
+@dataclass
+class Pending:
+    """A tracked tensor's recorded spec and the write-only ops to replay after it."""
+
+    name: str
+    tensor: torch.Tensor
+    spec: S.Spec | None = None
+    post_ops: list[Callable[[], object]] = field(default_factory=list)
+
+
+class Recorder(TorchFunctionMode):
+    """Turns init calls on ``tracked`` tensors (name -> tensor) into specs; see the module docstring.
+
+    ``flush(pending)`` is called to write a pending spec eagerly when something reads it.
+    """
+
+    def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None]):
+        super().__init__()
+        self.by_storage: dict[int, Pending] = {}
+        for name, t in tracked.items():
+            self.by_storage.setdefault(_storage(t), Pending(name, t))
+        self._flush_fn = flush
+        self._patched: list[tuple[str, Callable]] = []
+
+    # -- results -------------------------------------------------------------------------------
+    def recorded(self) -> list[Pending]:
+        """Tracked tensors that got a spec, in tracking order."""
+        return [p for p in self.by_storage.values() if p.spec is not None]
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _target(self, t) -> tuple[Pending | None, bool]:
+        """(the tracked tensor whose memory ``t`` views, whether ``t`` covers all of it)."""
+        if not isinstance(t, torch.Tensor) or t.is_sparse:
+            return None, False
+        p = self.by_storage.get(_storage(t))
+        if p is None:
+            return None, False
+        return p, _covers(t, p.tensor)
+
+    def _set(self, p: Pending, spec: S.Spec) -> None:
+        p.spec = spec
+        p.post_ops = []
+
+    def _flush(self, p: Pending) -> None:
+        if p.spec is not None:
+            self._run_unrecorded(self._flush_fn, p)
+            p.spec = None
+            p.post_ops = []
+
+    def _flush_touching(self, args, kwargs) -> None:
+        for t in tree_flatten((args, kwargs))[0]:
+            p, _ = self._target(t)
+            if p is not None:
+                self._flush(p)
+
+    # -- torch.nn.init interception ------------------------------------------------------------
+    def record_init(self, torch_name: str, original: Callable, tensor, *args, **kwargs):
+        """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
+        p, whole = self._target(tensor)
+        if p is None or not whole:
+            if p is not None:
+                self._flush(p)
+            return self._run_unrecorded(original, tensor, *args, **kwargs)
+        spec = _spec_from_call(torch_name, original, tensor, args, kwargs)
+        if spec is not None:
+            self._set(p, spec)
+        return tensor
+
+    def _run_unrecorded(self, fn: Callable, *args, **kwargs):
+        # Running the original init while this mode is active would re-enter record_init through
+        # its __torch_function__ hook; outside __torch_function__ the mode is still on the stack.
+        if torch.overrides._get_current_function_mode() is self:
+            with torch.overrides._pop_mode_temporarily():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def patch_init(self):
+        """Swap the ``torch.nn.init`` functions for recording ones while inside."""
+        init = torch.nn.init
+        saved = {n: getattr(init, n) for n in _INIT_NAMES}
+        for n, fn in saved.items():
+            setattr(init, n, functools.wraps(fn)(functools.partial(self.record_init, n, fn)))
+        try:
+            yield
+        finally:
+            for n, fn in saved.items():
+                setattr(init, n, fn)
+
+    def __enter__(self):
+        self._patch_cm = self.patch_init()
+        self._patch_cm.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._patch_cm.__exit__(*exc)
+
+    # -- every other torch call ----------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PASSTHROUGH:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name in _INIT_NAMES and getattr(torch.nn.init, name, None) is not None and func.__module__ == "torch.nn.init":
+            return self.record_init(name, func, *args, **kwargs)
+        first = args[0] if args else None
+        p, whole = self._target(first)
+        if p is not None:
+            rest = (args[1:], kwargs)
+            reads_pending = any(self._target(t)[0] is not None and self._target(t)[0].spec is not None
+                                for t in tree_flatten(rest)[0])
+            if not reads_pending:
+                spec = _spec_from_method(func, args, kwargs) if whole else None
+                if spec is not None:
+                    self._set(p, spec)
+                    return first
+                if whole and func is _COPY:
+                    p.spec, p.post_ops = None, []  # fully overwritten by data that does not depend on it
+                    return func(*args, **kwargs)
+                if not whole and p.spec is not None and _write_only(func, args, kwargs):
+                    p.post_ops.append(functools.partial(func, *args, **kwargs))
+                    return first if func is not _SETITEM else None
+        self._flush_touching(args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _write_only(func, args, kwargs) -> bool:
+    """Ops that overwrite part of a tensor with a constant, reading nothing of it."""
+    if func is _ZERO:
+        return True
+    if func is _FILL:
+        return len(args) > 1 and _is_scalar(args[1]) and not isinstance(args[1], torch.Tensor)
+    if func is _SETITEM:
+        return len(args) > 2 and isinstance(args[2], (bool, int, float))
+    return False
+
+
+def _spec_from_method(func, args, kwargs) -> S.Spec | None:
+    """A whole-tensor ``fill_``/``zero_``/``uniform_``/``normal_`` as a spec (None if it is none of those)."""
+    if func is _ZERO:
+        return S.Constant(0.0)
+    if func is _FILL and len(args) > 1 and isinstance(args[1], (bool, int, float)):
+        return S.Constant(float(args[1]))
+    if func is _UNIFORM:
+        bound = inspect.signature(lambda a=0.0, b=1.0, *, generator=None: None).bind(*args[1:], **_rename(kwargs))
+        bound.apply_defaults()
+        return S.Uniform(float(bound.arguments["a"]), float(bound.arguments["b"]))
+    if func is _NORMAL:
+        bound = inspect.signature(lambda mean=0.0, std=1.0, *, generator=None: None).bind(*args[1:], **kwargs)
+        bound.apply_defaults()
+        return S.Normal(float(bound.arguments["mean"]), float(bound.arguments["std"]))
+    return None
+
+
+def _rename(kwargs: dict) -> dict:
+    out = dict(kwargs)
+    if "from" in out:
+        out["a"] = out.pop("from")
+    if "to" in out:
+        out["b"] = out.pop("to")
+    return out
+
+
+def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> S.Spec | None:
+    """The spec of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and warnings."""
+    bound = inspect.signature(original).bind(tensor, *args, **kwargs)
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    a.pop("tensor", None)
+    a.pop("generator", None)
+    shape = tuple(tensor.shape)
+    if torch_name in ("kaiming_uniform_", "kaiming_normal_") and 0 in shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
+        return None
+    if torch_name == "trunc_normal_":
+        mean, std, lo, hi = a["mean"], a["std"], a["a"], a["b"]
+        if (mean < lo - 2 * std) or (mean > hi + 2 * std):
+            warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+                          "The distribution of values may be incorrect.", stacklevel=4)
+    if torch_name == "zeros_":
+        spec: S.Spec = S.Constant(0.0)
+    elif torch_name == "ones_":
+        spec = S.Constant(1.0)
+    else:
+        spec = S.BY_TORCH_NAME[torch_name](**a)
+    if torch_name == "eye_" and tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    spec.resolve(shape)  # argument errors now, where eager code would raise them
+    return spec

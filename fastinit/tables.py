@@ -1,0 +1,91 @@
+"""The argument tables every fused backend consumes: one row per tensor of a (device, dtype) group.
+
+A group is launched as ``fill_group(outs, table, params, seed)``:
+
+- ``outs``: the contiguous output tensors (one dtype, one device), written in place;
+- ``table``: int64 ``[T, TABLE_COLS]`` on the CPU, columns below;
+- ``params``: float64 ``[T, PARAM_COLS]`` on the CPU; the random kinds hold float32 values in it
+  (exactly representable), CONSTANT holds the fill value as given;
+- ``seed``: the 64-bit seed as a signed int64 (two's complement).
+
+Local element ``j`` of ``outs[t]`` (row-major) is global element
+``BASE + (j // ROW_LEN) * ROW_STRIDE + (j % ROW_LEN)`` of the unsharded tensor; its value is
+the kind's function of the stream word at that global index (docs/STREAM.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .stream import KIND_CONSTANT, KIND_DIRAC, KIND_NORMAL, KIND_UNIFORM
+
+# int64 table columns
+NUMEL = 0  # local element count
+KEY = 1  # 64-bit tensor key (signed two's complement)
+KIND = 2  # KIND_CONSTANT / KIND_UNIFORM / KIND_NORMAL / KIND_DIRAC
+BASE = 3  # global index of local element 0
+ROW_LEN = 4  # local elements per contiguous run of global indices (>= 1)
+ROW_STRIDE = 5  # global index distance between consecutive runs
+DIRAC_INNER = 6  # DIRAC: elements per output channel (prod(global_shape[1:]))
+DIRAC_SPATIAL = 7  # DIRAC: elements per (out, in) pair (prod(global_shape[2:]))
+DIRAC_OUT_PER_GROUP = 8  # DIRAC: output channels per group
+DIRAC_CENTER = 9  # DIRAC: flat index of the centre tap within the spatial block
+TABLE_COLS = 10
+
+# float64 parameter columns (meaning per kind)
+P_CENTER = 0  # UNIFORM, NORMAL: x = s * P_HALF_WIDTH + P_CENTER ; CONSTANT: the value
+P_HALF_WIDTH = 1
+P_MEAN = 2  # NORMAL: v = z * P_STD + P_MEAN, then clamped to [P_LOW, P_HIGH]
+P_STD = 3
+P_LOW = 4
+P_HIGH = 5
+PARAM_COLS = 6
+
+__all__ = [
+    "KIND_CONSTANT", "KIND_UNIFORM", "KIND_NORMAL", "KIND_DIRAC", "TABLE_COLS", "PARAM_COLS",
+    "Resolved", "ShardMap", "build_tables", "to_signed64",
+]
+
+
+def to_signed64(v: int) -> int:
+    """The int64 whose two's complement bits are the unsigned 64-bit ``v``."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A distribution resolved to the numbers a kernel needs (see the column docs above)."""
+
+    kind: int
+    params: tuple[float, ...] = (0.0,) * PARAM_COLS
+    iparams: tuple[int, int, int, int] = (1, 1, 1, 0)
+
+
+@dataclass(frozen=True)
+class ShardMap:
+    """Where a local (row-major, contiguous) block sits in the global tensor's flat index space."""
+
+    base: int = 0
+    row_len: int = 0  # 0 means "one run covering the whole local tensor"
+    row_stride: int = 0
+
+    def row(self, numel: int) -> tuple[int, int, int]:
+        """(BASE, ROW_LEN, ROW_STRIDE) for a local tensor of ``numel`` elements."""
+        if self.row_len <= 0 or self.row_len >= numel:
+            return self.base, max(numel, 1), 0
+        return self.base, self.row_len, self.row_stride
+
+
+def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables for ``rows`` of (local numel, 64-bit key, resolved distribution, shard map)."""
+    table = torch.zeros((len(rows), TABLE_COLS), dtype=torch.int64)
+    params = torch.zeros((len(rows), PARAM_COLS), dtype=torch.float64)
+    for i, (numel, key, res, smap) in enumerate(rows):
+        base, row_len, row_stride = smap.row(numel)
+        table[i, :6] = torch.tensor([numel, to_signed64(key), res.kind, base, row_len, row_stride])
+        table[i, 6:] = torch.tensor(res.iparams)
+        params[i] = torch.tensor(res.params, dtype=torch.float64)
+    return table, params
