@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import backends as B
-from .backends.base import FUSED_DTYPES
+from .backends import auto_order, get_backend
+from .backends.base import Backend, FUSED_DTYPES
 from .keys import torch_generator_for
 from .specs import Constant, Dirac, Eye, Spec
 from .tables import Resolved, ShardMap, build_tables, to_signed64
@@ -79,7 +79,7 @@ class Plan:
     def validate(self, backend: str = "auto") -> None:
         """Resolve every spec and choose every entry's backend; raise before anything is written."""
         if backend != "auto":
-            B.get_backend(backend)  # unknown names raise ValueError
+            get_backend(backend)  # unknown names raise ValueError
         problems = []
         for e in self.entries:
             t = e.tensor
@@ -106,10 +106,10 @@ class Plan:
         if kind is None:  # no fused form: torch.nn.init is the fallback whatever was asked
             e.backend = "torch"
             return []
-        names = B.auto_order(e.tensor.device) if backend == "auto" else (backend,)
+        names = auto_order(e.tensor.device) if backend == "auto" else (backend,)
         why = []
         for name in names:
-            r = B.get_backend(name).reasons(e.tensor.device, e.tensor.dtype, kind)
+            r = get_backend(name).reasons(e.tensor.device, e.tensor.dtype, kind)
             if not r:
                 e.backend = name
                 return []
@@ -131,7 +131,7 @@ class Plan:
                     for e in entries:
                         e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
                 else:
-                    _run_fused(B.get_backend(name), entries, seed)
+                    _run_fused(get_backend(name), entries, seed)
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
                                            sum(e.tensor.numel() for e in entries)))
                 log.info("fastinit: %s %s: %d tensors, %d elements -> %s", device, dtype,
@@ -142,7 +142,7 @@ class Plan:
         return reports
 
 
-def _run_fused(backend: B.Backend, entries: list[Entry], seed: int) -> None:
+def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
     outs, copies = [], []
     for e in entries:
         t = e.tensor.detach()

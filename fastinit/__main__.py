@@ -1,0 +1,30 @@
+"""``python -m fastinit bench ...`` (see ``python -m fastinit bench --help``)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch the sub-command; ``bench`` is the only one."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m fastinit bench [--model gpt2-xl] [--dtype float32] [--policy default] [--device cpu]\n"
+              "       python -m fastinit backends")
+        return 0
+    if argv[0] == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv[0] == "backends":
+        from .backends import backends
+
+        for name, why in backends().items():
+            print(f"{name:10s} {'available' if why is None else 'unavailable: ' + why}")
+        return 0
+    print(f"unknown command {argv[0]!r}; try: python -m fastinit bench", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
