@@ -10,15 +10,29 @@ from . import init, specs
 from ._status import announce_fallbacks
 from .apply import apply, last_report
 from .backends import backends
+from .deferred import empty_init, materialize
 from .keys import key_for
 from .policy import PRESETS, Rules, preset
-from .specs import (Constant, Dirac, Eye, KaimingNormal, KaimingUniform, Normal, Orthogonal, Sparse,
-                    TruncNormal, Uniform, XavierNormal, XavierUniform)
+from .specs import (
+                    Constant,
+                    Dirac,
+                    Eye,
+                    KaimingNormal,
+                    KaimingUniform,
+                    Normal,
+                    Orthogonal,
+                    Sparse,
+                    TruncNormal,
+                    Uniform,
+                    XavierNormal,
+                    XavierUniform,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "apply", "init", "specs", "backends", "last_report", "key_for", "Rules", "preset", "PRESETS",
+    "apply", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for", "Rules", "preset",
+    "PRESETS",
     "Constant", "Dirac", "Eye", "KaimingNormal", "KaimingUniform", "Normal", "Orthogonal", "Sparse", "TruncNormal",
     "Uniform", "XavierNormal", "XavierUniform",
 ]

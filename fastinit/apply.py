@@ -11,7 +11,7 @@ from .keys import draw_seed, key_for
 from .plan import GroupReport, Plan
 from .policy import resolve_policy, tracked_tensors
 from .record import Pending
-from .sharding import entry_for
+from .sharding import entries_for
 
 _last_report: list[GroupReport] = []
 
@@ -57,4 +57,5 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
 
 
 def _plan(pending: list[Pending]) -> Plan:
-    return Plan([entry_for(p.name, p.tensor, p.spec, key_for(p.name), post_ops=p.post_ops) for p in pending])
+    return Plan([e for p in pending
+                 for e in entries_for(p.name, p.tensor, p.spec, key_for(p.name), post_ops=p.post_ops)])

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from .backends import backends as list_backends
 from .apply import apply, last_report
+from .backends import backends as list_backends
 from .models import MODELS, build, describe
 from .policy import default_init
 
@@ -166,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gpt2-xl", choices=sorted(MODELS))
     ap.add_argument("--small", action="store_true", help="shorthand for --model gpt2 (124 M parameters)")
-    ap.add_argument("--policy", default="default", help="'default' or a preset name (gpt2, bert, vit, xavier_uniform...)")
+    ap.add_argument("--policy", default="default",
+                    help="'default' or a preset name (gpt2, bert, vit, xavier_uniform...)")
     ap.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backend", default="auto", help="comma-separated backends for fastinit rows (auto, cpu, reference, "
-                                                      "triton, cuda)")
+    ap.add_argument("--backend", default="auto",
+                    help="comma-separated backends for fastinit rows (auto, cpu, reference, triton, cuda)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results as JSON to this path")

@@ -17,7 +17,7 @@ from torch import Tensor
 from . import specs as S
 from .keys import draw_seed
 from .plan import Plan
-from .sharding import entry_for
+from .sharding import entries_for
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -35,7 +35,7 @@ def run_spec(tensor: Tensor, spec: S.Spec, *, seed: int | None, key: int, genera
         return tensor
     if seed is None:
         seed = draw_seed(generator)
-    Plan([entry_for(name, tensor, spec, key)]).execute(seed, backend)
+    Plan(entries_for(name, tensor, spec, key)).execute(seed, backend)
     return tensor
 
 
@@ -60,7 +60,8 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     """
     if (mean < a - 2 * std) or (mean > b + 2 * std):
         warnings.warn(
-            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The distribution of values may be incorrect.",
+            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+            "The distribution of values may be incorrect.",
             stacklevel=2,
         )
     return run_spec(tensor, S.TruncNormal(mean, std, a, b), seed=seed, key=key, generator=generator, backend=backend)

@@ -60,7 +60,8 @@ class LlamaBlock(nn.Module):
         super().__init__()
         d, f = cfg.d_model, cfg.d_ff
         self.input_layernorm = nn.RMSNorm(d)
-        self.self_attn = nn.ModuleDict({n: nn.Linear(d, d, bias=False) for n in ("q_proj", "k_proj", "v_proj", "o_proj")})
+        self.self_attn = nn.ModuleDict({n: nn.Linear(d, d, bias=False)
+                                        for n in ("q_proj", "k_proj", "v_proj", "o_proj")})
         self.post_attention_layernorm = nn.RMSNorm(d)
         self.mlp = nn.ModuleDict({"gate_proj": nn.Linear(d, f, bias=False), "up_proj": nn.Linear(d, f, bias=False),
                                   "down_proj": nn.Linear(f, d, bias=False)})
@@ -111,6 +112,8 @@ def describe(model: nn.Module) -> str:
     """'1.56 B params, 6.23 GB'-style summary."""
     n = param_count(model)
     nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    return f"{n / 1e9:.2f} B params, {nbytes / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} M params, {nbytes / 1e6:.1f} MB"
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} B params, {nbytes / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} M params, {nbytes / 1e6:.1f} MB"
 
 

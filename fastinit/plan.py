@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .backends import auto_order, get_backend
-from .backends.base import Backend, FUSED_DTYPES
+from .backends.base import FUSED_DTYPES, Backend
 from .keys import torch_generator_for
 from .specs import Constant, Dirac, Eye, Spec
 from .tables import Resolved, ShardMap, build_tables, to_signed64
@@ -93,7 +93,8 @@ class Plan:
                 if isinstance(e.spec, _DETERMINISTIC) or t.dtype.is_complex:
                     e.resolved = None  # torch handles these dtypes itself
                 else:
-                    raise NotImplementedError(f'"{e.spec.torch_name}" not implemented for {t.dtype} ({e.name or "tensor"})')
+                    raise NotImplementedError(
+                        f'"{e.spec.torch_name}" not implemented for {t.dtype} ({e.name or "tensor"})')
             why = self._choose(e, backend)
             if why:
                 problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))

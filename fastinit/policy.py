@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from torch import nn
 
 from . import specs as S
 from .record import Pending, Recorder
+from .sharding import fill_global
 
 Match = Union[type, tuple, str, Callable[[str, torch.Tensor, nn.Module], bool]]
 Action = Union[S.Spec, None, str]  # a spec, None (leave untouched) or "default" (the module's own init)
@@ -206,6 +208,10 @@ def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tenso
     if isinstance(policy, str):
         if policy == "default":
             return record_callable(model, default_init, tracked, flush)
+        if policy == "hf":  # a transformers model's own _init_weights (fastinit.hf)
+            from .hf import record_hf
+
+            return record_hf(model, tracked, flush)
         policy = preset(policy)
     if isinstance(policy, Rules):
         return _apply_rules(model, policy, tracked, flush)
@@ -253,7 +259,9 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
 
 
 def _zero_row(t: torch.Tensor, row: int) -> Callable[[], object]:
-    def run():
-        with torch.no_grad():
-            t[row].zero_()
-    return run
+    # fill_global writes only this rank's part of a sharded (DTensor) embedding, with no gather
+    return functools.partial(fill_global, t, functools.partial(_select_row, row=row), 0.0)
+
+
+def _select_row(w: torch.Tensor, row: int) -> torch.Tensor:
+    return w[row]

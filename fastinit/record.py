@@ -28,8 +28,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from . import specs as S
+from .sharding import fill_global, is_dtensor, local_tensor
 
 _INIT_NAMES = tuple(S.BY_TORCH_NAME) + ("zeros_", "ones_")
+_INIT_FUNCS = {getattr(torch.nn.init, n): n for n in _INIT_NAMES}
+_TORCH_INIT = {n: f for f, n in _INIT_FUNCS.items()}
 
 # Ops that only look at metadata or make views: they never read or write values.
 _PASSTHROUGH_METHODS = (
@@ -61,13 +64,20 @@ _PASSTHROUGH = _passthrough()
 _FILL, _ZERO = torch.Tensor.fill_, torch.Tensor.zero_
 _UNIFORM, _NORMAL = torch.Tensor.uniform_, torch.Tensor.normal_
 _SETITEM, _COPY = torch.Tensor.__setitem__, torch.Tensor.copy_
+_GETITEM = torch.Tensor.__getitem__
 
 
 def _storage(t: torch.Tensor) -> int:
-    return t.untyped_storage()._cdata
+    # A DTensor is a wrapper: its identity is the local shard's memory (which to_local() shares).
+    return local_tensor(t).untyped_storage()._cdata
 
 
 def _covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
+    if is_dtensor(view) or is_dtensor(whole):
+        if not (is_dtensor(view) and is_dtensor(whole)) or tuple(view.shape) != tuple(whole.shape) \
+                or tuple(view.placements) != tuple(whole.placements):
+            return False
+        view, whole = local_tensor(view), local_tensor(whole)
     return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
             and tuple(view.stride()) == tuple(whole.stride()))
 
@@ -84,6 +94,9 @@ class Pending:
     tensor: torch.Tensor
     spec: S.Spec | None = None
     post_ops: list[Callable[[], object]] = field(default_factory=list)
+    # DTensors only: a meta tensor of the global shape standing in for views of the DTensor (see
+    # Recorder._shadow_getitem), so that partial constant writes can be replayed on the local shard.
+    shadow: torch.Tensor | None = None
 
 
 class Recorder(TorchFunctionMode):
@@ -135,6 +148,16 @@ class Recorder(TorchFunctionMode):
     def record_init(self, torch_name: str, original: Callable, tensor, *args, **kwargs):
         """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
         p, whole = self._target(tensor)
+        if p is not None and not whole and p.spec is not None and torch_name in ("zeros_", "ones_", "constant_"):
+            # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
+            value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
+            if value is None:
+                value = inspect.signature(original).bind(tensor, *args, **kwargs).arguments["val"]
+            p.post_ops.append(self._partial_fill(p, tensor, None, value,
+                                                 functools.partial(original, tensor, *args, **kwargs)))
+            return tensor
+        if p is not None and self._is_shadow(p, tensor):
+            raise _shadow_error(p)
         if p is None or not whole:
             if p is not None:
                 self._flush(p)
@@ -143,6 +166,38 @@ class Recorder(TorchFunctionMode):
         if spec is not None:
             self._set(p, spec)
         return tensor
+
+    # -- DTensor views -------------------------------------------------------------------------
+    def _is_shadow(self, p: Pending, t) -> bool:
+        return p.shadow is not None and isinstance(t, torch.Tensor) and t.is_meta and _storage(t) == _storage(p.shadow)
+
+    def _shadow_getitem(self, p: Pending, index):
+        """``dtensor[index]`` while ``dtensor`` has a pending spec: a view of its meta shadow.
+
+        Indexing a sharded DTensor gathers it into a new tensor, so a write into the result
+        (``weight[padding_idx].zero_()``) would never reach the parameter. A view of a global-shaped
+        meta stand-in records where the write goes instead; :func:`fill_global` replays it on the
+        local shard after the fused write.
+        """
+        if p.shadow is None:
+            p.shadow = torch.empty(tuple(p.tensor.shape), dtype=p.tensor.dtype, device="meta")
+            self.by_storage[_storage(p.shadow)] = p
+        return p.shadow[index]  # inside __torch_function__ this mode is already off
+
+    def _partial_fill(self, p: Pending, view, index, value, eager: Callable[[], object]) -> Callable[[], object]:
+        """The post op writing constant ``value`` into ``view`` (or ``view[index]``) of a pending tensor.
+
+        ``eager`` is the recorded call itself, replayed as is on a plain tensor.
+        """
+        if not self._is_shadow(p, view):
+            return eager
+        shape, stride, offset = tuple(view.shape), tuple(view.stride()), view.storage_offset()
+
+        def region(g: torch.Tensor) -> torch.Tensor:
+            v = g.as_strided(shape, stride, offset)
+            return v[index] if index is not None else v
+
+        return functools.partial(fill_global, p.tensor, region, float(value))
 
     def _run_unrecorded(self, fn: Callable, *args, **kwargs):
         # Running the original init while this mode is active would re-enter record_init through
@@ -179,11 +234,21 @@ class Recorder(TorchFunctionMode):
     # -- every other torch call ----------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is _GETITEM and args and is_dtensor(args[0]):
+            p, whole = self._target(args[0])
+            if p is not None and whole and p.spec is not None:
+                return self._shadow_getitem(p, args[1])
         if func in _PASSTHROUGH:
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", "")
-        if name in _INIT_NAMES and getattr(torch.nn.init, name, None) is not None and func.__module__ == "torch.nn.init":
-            return self.record_init(name, func, *args, **kwargs)
+        if func in _INIT_FUNCS:  # reached through a reference taken before patching
+            return self.record_init(_INIT_FUNCS[func], func, *args, **kwargs)
+        if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
+            # transformers patches torch.nn.init with flag-guarded copies while it initializes, so the
+            # torch function's own __torch_function__ hook reports the guarded copy: honour its guard
+            tensor = args[0] if args else kwargs.get("tensor")
+            if getattr(tensor, "_is_hf_initialized", False):
+                return tensor
+            return self.record_init(func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
         first = args[0] if args else None
         p, whole = self._target(first)
         if p is not None:
@@ -199,10 +264,25 @@ class Recorder(TorchFunctionMode):
                     p.spec, p.post_ops = None, []  # fully overwritten by data that does not depend on it
                     return func(*args, **kwargs)
                 if not whole and p.spec is not None and _write_only(func, args, kwargs):
-                    p.post_ops.append(functools.partial(func, *args, **kwargs))
+                    if self._is_shadow(p, first):
+                        index = args[1] if func is _SETITEM else None
+                        value = 0.0 if func is _ZERO else args[-1]
+                        p.post_ops.append(self._partial_fill(p, first, index, value,
+                                                             functools.partial(func, *args, **kwargs)))
+                    else:
+                        p.post_ops.append(functools.partial(func, *args, **kwargs))
                     return first if func is not _SETITEM else None
+            if self._is_shadow(p, first) or any(self._is_shadow(p, t) for t in tree_flatten(rest)[0]):
+                raise _shadow_error(p)
         self._flush_touching(args, kwargs)
         return func(*args, **kwargs)
+
+
+def _shadow_error(p: Pending) -> NotImplementedError:
+    return NotImplementedError(
+        f"{p.name} is a sharded DTensor with a recorded spec, and the init code reads part of it "
+        "(e.g. w[i].mul_(2)). fastinit replays only constant writes to parts of a sharded tensor; "
+        "initialize it with a policy of specs (fastinit.Rules) or without the partial read.")
 
 
 def _write_only(func, args, kwargs) -> bool:

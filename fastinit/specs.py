@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .tables import PARAM_COLS, Resolved
 from .stream import KIND_CONSTANT, KIND_DIRAC, KIND_NORMAL, KIND_UNIFORM
+from .tables import PARAM_COLS, Resolved
 
 _INF = float("inf")
 
@@ -52,13 +52,13 @@ def calculate_correct_fan(shape: tuple[int, ...], mode: str) -> int:
 
 def _uniform(a: float, b: float) -> Resolved:
     if a > b:
-        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
     return Resolved(KIND_UNIFORM, (f32((a + b) / 2), f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
 
 
 def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float = -_INF, hi: float = _INF) -> Resolved:
     if std < 0:
-        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
     return Resolved(KIND_NORMAL, (f32(c), f32(h), f32(mean), f32(std), f32(lo), f32(hi)))
 
 
@@ -78,7 +78,7 @@ class Spec:
 
     def torch_args(self) -> dict:
         """Keyword arguments of the equivalent ``torch.nn.init`` call."""
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__.items())
 
     def run_torch(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Run the equivalent ``torch.nn.init`` function on ``tensor`` with torch's own RNG."""
@@ -129,7 +129,7 @@ class TruncNormal(Spec):
 
     def resolve(self, shape):
         if self.std < 0:
-            raise RuntimeError(f"normal expects std >= 0.0, but found std {self.std}")
+            raise RuntimeError(f"normal expects std >= 0.0, but found std {self.std:g}")
         if self.std == 0:
             return _normal(min(max(self.mean, self.a), self.b), 0.0, lo=self.a, hi=self.b)
         lo_cdf = _norm_cdf((self.a - self.mean) / self.std)

@@ -166,7 +166,8 @@ def erfinv_f32(x: torch.Tensor) -> torch.Tensor:
     t = (1.0 - x) * (1.0 + x)
     w = -log_f32(t)
     central = _horner(ERFINV_CENTRAL, w - 2.5)
-    tail = _horner(ERFINV_TAIL, torch.sqrt(w) - 3.0)
+    # torch.sqrt on float32 CPU tensors is not always correctly rounded; via float64 it is.
+    tail = _horner(ERFINV_TAIL, torch.sqrt(w.double()).float() - 3.0)
     p = torch.where(w < 5.0, central, tail)
     return p * x
 

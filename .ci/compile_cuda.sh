@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Compile-only check of the CUDA kernel (csrc/fill_cuda.cu) where no GPU, and maybe no CUDA build of
+# torch, is available. Exits non-zero if nvcc reports an error.
+#
+# It compiles with the flags setup.py's CUDAExtension uses (the -D__CUDA_NO_HALF* set torch adds,
+# --expt-relaxed-constexpr) plus ours: -fmad=false (the stream must never be contracted into FMAs;
+# never --use_fast_math), -std=c++17, -arch=sm_90, against torch's include dirs.
+#
+# A CPU-only torch wheel ships the c10/cuda headers but not the generated
+# c10/cuda/impl/cuda_cmake_macros.h; -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE skips that include (it
+# only sets C10_CUDA_BUILD_SHARED_LIBS, which matters for Windows DLL exports). Nothing is linked.
+#
+# Env: CUDA_HOME (default /usr/local/cuda); ARCH (default sm_90); STD (default c++17); OUT_OBJ (default a temp file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+NVCC="${CUDA_HOME}/bin/nvcc"
+if [ ! -x "$NVCC" ]; then
+  echo "compile_cuda.sh: no nvcc at $NVCC (set CUDA_HOME)" >&2
+  exit 2
+fi
+ARCH="${ARCH:-sm_90}"
+STD="${STD:-c++17}"  # torch 2.13 headers prefer c++20 (setup.py lets torch pick it); c++17 gives warnings only
+OUT_OBJ="${OUT_OBJ:-$(mktemp /tmp/fastinit_fill_cuda.XXXXXX.o)}"
+
+mapfile -t INCLUDES < <(python - <<'PY'
+import sysconfig
+from torch.utils import cpp_extension
+for p in cpp_extension.include_paths():
+    print(p)
+print(sysconfig.get_paths()["include"])
+PY
+)
+INC_FLAGS=()
+for p in "${INCLUDES[@]}"; do INC_FLAGS+=("-I$p"); done
+ABI=$(python -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
+
+set -x
+"$NVCC" -c csrc/fill_cuda.cu -o "$OUT_OBJ" \
+  -arch="$ARCH" -std="$STD" -O3 -fmad=false \
+  -Xcompiler -fPIC -Xcompiler -ffp-contract=off \
+  -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ \
+  -D__CUDA_NO_HALF2_OPERATORS__ --expt-relaxed-constexpr \
+  -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H \
+  -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
+  -Icsrc "${INC_FLAGS[@]}"
+set +x
+echo "compile_cuda.sh: OK ($OUT_OBJ)"

@@ -1,0 +1,452 @@
+// fastinit::fill_group on the CPU: the whole group in one call, parallel over chunks of all its tensors.
+//
+// The group's elements are laid end to end; that range is cut into chunks of about CHUNK elements
+// (boundaries moved back to a quad boundary of the global index, so no Philox call is shared by two
+// chunks), and at::parallel_for spreads the chunks over the threads: one huge tensor and thousands
+// of tiny ones keep every core busy alike. Inside a run of consecutive global indices, full quads
+// go through an AVX2 path (4 quads per vector of 64-bit lanes, 16 quads per step) when the CPU has
+// it, and partial quads at run edges through the scalar functions of fastinit_stream.h. The AVX2
+// code repeats those functions operation for operation, so both paths give the same bits.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "fastinit_stream.h"
+#include "fill_group.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FASTINIT_HAVE_AVX2_PATH 1
+#else
+#define FASTINIT_HAVE_AVX2_PATH 0
+#endif
+
+namespace fastinit {
+namespace {
+
+constexpr int64_t CHUNK = int64_t{1} << 15;  // elements per parallel work item (128 KiB of float32)
+// Groups at least this large are written with non-temporal stores: they cannot stay in cache
+// anyway, and streaming stores skip the read-for-ownership that would halve write bandwidth.
+constexpr int64_t STREAM_BYTES = int64_t{32} << 20;
+
+// ---------------------------------------------------------------- scalar path
+
+template <typename T>
+inline T to_out(float v) {
+  return static_cast<T>(v);
+}
+template <>
+inline c10::Half to_out<c10::Half>(float v) {
+  return c10::Half(v);  // round to nearest even, as Tensor.to(float16)
+}
+template <>
+inline c10::BFloat16 to_out<c10::BFloat16>(float v) {
+  return c10::BFloat16(v);  // round to nearest even, as Tensor.to(bfloat16)
+}
+
+// Elements [g, g + n) of a run of consecutive global indices, one Philox call per quad touched.
+template <typename T>
+void random_scalar(T* dst, int64_t g, int64_t n, const TensorJob& job, uint64_t seed) {
+  while (n > 0) {
+    const int64_t lane = g & 3;
+    const int64_t take = std::min<int64_t>(4 - lane, n);
+    const Quad w = stream_quad(static_cast<uint64_t>(g >> 2), job.key, seed);
+    for (int64_t i = 0; i < take; ++i) dst[i] = to_out<T>(random_value(job.kind, w.x[lane + i], job.rand));
+    dst += take;
+    g += take;
+    n -= take;
+  }
+}
+
+template <typename T>
+void dirac_run(T* dst, int64_t g, int64_t n, const TensorJob& job) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = to_out<T>(dirac_value(g + i, job.dirac));
+}
+
+template <typename T>
+T constant_value(double v) {
+  // As Tensor.fill_: double straight to float64/float32, half types through float32.
+  if constexpr (std::is_same_v<T, double>) {
+    return v;
+  } else {
+    return to_out<T>(static_cast<float>(v));
+  }
+}
+
+// ---------------------------------------------------------------- AVX2 path
+#if FASTINIT_HAVE_AVX2_PATH
+// No "fma" in the target list: with it gcc could contract (and -ffp-contract=off forbids it anyway).
+#ifndef FI_NV
+#define FI_NV 4
+#endif
+#define FI_AVX2_ENTRY __attribute__((target("avx2,f16c")))
+#define FI_AVX2 __attribute__((target("avx2,f16c"), always_inline)) inline
+
+// Stream words of quads q0 .. q0 + 4*NV - 1, in element order: words[2v], words[2v+1] hold the 16
+// elements of quads q0+4v .. q0+4v+3. Each 64-bit lane carries one quad's counter word in its low
+// half; vpmuludq reads only low halves, so the high halves may hold garbage until the final pack.
+template <int NV>
+FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&words)[2 * NV]) {
+  __m256i c0[NV], c1[NV], c2[NV], c3[NV];
+  const __m256i step = _mm256_set_epi64x(3, 2, 1, 0);
+  const __m256i t0 = _mm256_set1_epi64x(static_cast<uint32_t>(key));
+  const __m256i t1 = _mm256_set1_epi64x(static_cast<uint32_t>(key >> 32));
+  for (int v = 0; v < NV; ++v) {
+    const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
+    c0[v] = q;
+    c1[v] = _mm256_srli_epi64(q, 32);
+    c2[v] = t0;
+    c3[v] = t1;
+  }
+  const __m256i m0 = _mm256_set1_epi64x(PHILOX_M0);
+  const __m256i m1 = _mm256_set1_epi64x(PHILOX_M1);
+  uint32_t k0 = static_cast<uint32_t>(seed);
+  uint32_t k1 = static_cast<uint32_t>(seed >> 32);
+#pragma GCC unroll 10
+  for (int r = 0; r < 10; ++r) {
+    if (r) {
+      k0 += PHILOX_W0;
+      k1 += PHILOX_W1;
+    }
+    const __m256i kk0 = _mm256_set1_epi64x(k0);
+    const __m256i kk1 = _mm256_set1_epi64x(k1);
+    for (int v = 0; v < NV; ++v) {
+      const __m256i p0 = _mm256_mul_epu32(c0[v], m0);
+      const __m256i p1 = _mm256_mul_epu32(c2[v], m1);
+      c0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[v]), kk0);
+      c2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[v]), kk1);
+      c1[v] = p1;  // low half is lo1
+      c3[v] = p0;  // low half is lo0
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const __m256i a = _mm256_blend_epi32(c0[v], _mm256_slli_epi64(c1[v], 32), 0xAA);  // x0 x1 per quad
+    const __m256i b = _mm256_blend_epi32(c2[v], _mm256_slli_epi64(c3[v], 32), 0xAA);  // x2 x3 per quad
+    const __m256i lo = _mm256_unpacklo_epi64(a, b);  // quads 0 | 2
+    const __m256i hi = _mm256_unpackhi_epi64(a, b);  // quads 1 | 3
+    words[2 * v] = _mm256_permute2x128_si256(lo, hi, 0x20);
+    words[2 * v + 1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+  }
+}
+
+FI_AVX2 __m256 symmetric_uniform_avx2(__m256i x) {
+  const __m256i n = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(x, 8), _mm256_set1_epi32(1)),
+                                     _mm256_set1_epi32(1 << 23));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(n), _mm256_set1_ps(TWO_POW_M23));
+}
+
+// The transforms work on N vectors at once, each step applied to all N before the next: Horner
+// chains are latency-bound, and interleaving N independent chains keeps the FP pipes busy.
+#define FI_EACH _Pragma("GCC unroll 16") for (int i = 0; i < N; ++i)
+
+template <int N>
+FI_AVX2 void horner9_avx2(const float (&c)[POLY_TERMS], const __m256 (&y)[N], __m256 (&p)[N]) {
+  FI_EACH p[i] = _mm256_set1_ps(c[0]);
+#pragma GCC unroll 9
+  for (int k = 1; k < POLY_TERMS; ++k) {
+    const __m256 ck = _mm256_set1_ps(c[k]);
+    FI_EACH p[i] = _mm256_add_ps(_mm256_mul_ps(p[i], y[i]), ck);
+  }
+}
+
+template <int N>
+FI_AVX2 void log_avx2(const __m256 (&y)[N], __m256 (&r)[N]) {
+  static constexpr float LOG_P[POLY_TERMS] = FASTINIT_LOG_P;
+  __m256 f[N], z[N], ef[N];
+  FI_EACH {
+    const __m256i b = _mm256_castps_si256(y[i]);
+    __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(127));
+    __m256 m = _mm256_castsi256_ps(
+        _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x3F800000)));
+    const __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(SQRT2), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    e = _mm256_sub_epi32(e, _mm256_castps_si256(big));  // big lanes are all ones: e + 1
+    ef[i] = _mm256_cvtepi32_ps(e);
+    f[i] = _mm256_sub_ps(m, _mm256_set1_ps(1.0f));
+    z[i] = _mm256_mul_ps(f[i], f[i]);
+  }
+  horner9_avx2<N>(LOG_P, f, r);
+  FI_EACH {
+    __m256 s = _mm256_mul_ps(r[i], f[i]);
+    s = _mm256_mul_ps(s, z[i]);
+    s = _mm256_add_ps(s, _mm256_mul_ps(ef[i], _mm256_set1_ps(LN2_LO)));
+    s = _mm256_sub_ps(s, _mm256_mul_ps(z[i], _mm256_set1_ps(0.5f)));
+    s = _mm256_add_ps(f[i], s);
+    r[i] = _mm256_add_ps(s, _mm256_mul_ps(ef[i], _mm256_set1_ps(LN2_HI)));
+  }
+}
+
+// x[i] <- erfinv(x[i]).
+template <int N>
+FI_AVX2 void erfinv_avx2(__m256 (&x)[N]) {
+  static constexpr float CENTRAL[POLY_TERMS] = FASTINIT_ERFINV_CENTRAL;
+  static constexpr float TAIL[POLY_TERMS] = FASTINIT_ERFINV_TAIL;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 t[N], w[N], y[N], p[N];
+  FI_EACH t[i] = _mm256_mul_ps(_mm256_sub_ps(one, x[i]), _mm256_add_ps(one, x[i]));
+  log_avx2<N>(t, w);
+  FI_EACH {
+    w[i] = _mm256_xor_ps(w[i], _mm256_set1_ps(-0.0f));  // exact negation
+    y[i] = _mm256_sub_ps(w[i], _mm256_set1_ps(2.5f));
+  }
+  horner9_avx2<N>(CENTRAL, y, p);
+  FI_EACH {
+    const __m256 central = _mm256_cmp_ps(w[i], _mm256_set1_ps(5.0f), _CMP_LT_OQ);
+    // The tail branch is needed by ~0.3% of elements: skip it for vectors where no lane takes it.
+    if (__builtin_expect(_mm256_movemask_ps(central) != 0xFF, 0)) {
+      __m256 u[1] = {_mm256_sub_ps(_mm256_sqrt_ps(w[i]), _mm256_set1_ps(3.0f))};
+      __m256 tail[1];
+      horner9_avx2<1>(TAIL, u, tail);
+      p[i] = _mm256_blendv_ps(tail[0], p[i], central);
+    }
+    x[i] = _mm256_mul_ps(p[i], x[i]);
+  }
+}
+
+// max(x, lo) then min(., hi) keeping x on ties, as f_max/f_min (MAXPS returns its second operand then).
+FI_AVX2 __m256 clamp_avx2(__m256 x, __m256 lo, __m256 hi) {
+  return _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+}
+
+// Values of a random kind from N vectors of stream words (element order kept).
+template <int64_t KIND, int N>
+FI_AVX2 void values_avx2(const __m256i (&words)[N], const RandParams& p, __m256 (&v)[N]) {
+  const __m256 h = _mm256_set1_ps(p.half_width);
+  const __m256 c = _mm256_set1_ps(p.center);
+  FI_EACH v[i] = _mm256_add_ps(_mm256_mul_ps(symmetric_uniform_avx2(words[i]), h), c);
+  if constexpr (KIND == KIND_NORMAL) {
+    FI_EACH v[i] = clamp_avx2(v[i], _mm256_set1_ps(-X_MAX), _mm256_set1_ps(X_MAX));
+    erfinv_avx2<N>(v);
+    const __m256 sd = _mm256_set1_ps(p.std);
+    const __m256 mean = _mm256_set1_ps(p.mean);
+    const __m256 lo = _mm256_set1_ps(p.low);
+    const __m256 hi = _mm256_set1_ps(p.high);
+    FI_EACH {
+      const __m256 z = _mm256_mul_ps(v[i], _mm256_set1_ps(SQRT2));
+      v[i] = clamp_avx2(_mm256_add_ps(_mm256_mul_ps(z, sd), mean), lo, hi);
+    }
+  }
+}
+
+// bfloat16 bits of 8 floats, rounded to nearest even (NaN -> 0x7FC0), as c10::BFloat16(float).
+FI_AVX2 __m256i bf16_bits_avx2(__m256 v) {
+  const __m256i b = _mm256_castps_si256(v);
+  const __m256i bias = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1)),
+                                        _mm256_set1_epi32(0x7FFF));
+  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, bias), 16);
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  return _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), _mm256_castps_si256(nan));
+}
+
+template <bool NT>
+FI_AVX2 void store256(void* p, __m256i v) {
+  if constexpr (NT) {
+    _mm256_stream_si256(static_cast<__m256i*>(p), v);
+  } else {
+    _mm256_storeu_si256(static_cast<__m256i*>(p), v);
+  }
+}
+template <bool NT>
+FI_AVX2 void store128(void* p, __m128i v) {
+  if constexpr (NT) {
+    _mm_stream_si128(static_cast<__m128i*>(p), v);
+  } else {
+    _mm_storeu_si128(static_cast<__m128i*>(p), v);
+  }
+}
+
+// Store 16 consecutive values (a: elements 0..7, b: 8..15) as T. NT needs dst 32-byte aligned.
+template <typename T, bool NT>
+FI_AVX2 void store16(T* dst, __m256 a, __m256 b) {
+  if constexpr (std::is_same_v<T, float>) {
+    store256<NT>(dst, _mm256_castps_si256(a));
+    store256<NT>(dst + 8, _mm256_castps_si256(b));
+  } else if constexpr (std::is_same_v<T, double>) {
+    store256<NT>(dst, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_castps256_ps128(a))));
+    store256<NT>(dst + 4, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
+    store256<NT>(dst + 8, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_castps256_ps128(b))));
+    store256<NT>(dst + 12, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_extractf128_ps(b, 1))));
+  } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const __m256i packed = _mm256_packus_epi32(bf16_bits_avx2(a), bf16_bits_avx2(b));  // a0-3 b0-3 | a4-7 b4-7
+    store256<NT>(dst, _mm256_permute4x64_epi64(packed, 0xD8));
+  } else {
+    static_assert(std::is_same_v<T, c10::Half>);
+    store128<NT>(dst, _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    store128<NT>(dst + 8, _mm256_cvtps_ph(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+template <typename T, int64_t KIND, int NV, bool NT>
+FI_AVX2_ENTRY void quads_avx2(T* dst, uint64_t q, int64_t steps, const TensorJob& job, uint64_t seed) {
+  for (int64_t i = 0; i < steps; ++i, q += 4 * NV, dst += 16 * NV) {
+    __m256i words[2 * NV];
+    philox_avx2<NV>(q, job.key, seed, words);
+    __m256 v[2 * NV];
+    values_avx2<KIND, 2 * NV>(words, job.rand, v);
+    for (int k = 0; k < NV; ++k) store16<T, NT>(dst + 16 * k, v[2 * k], v[2 * k + 1]);
+  }
+}
+
+// Full quads starting at global quad q: returns how many it wrote (a multiple of 4; the caller does the rest).
+template <typename T, int64_t KIND>
+int64_t random_quads_avx2(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
+  // Non-temporal stores need 32-byte alignment; element alignment of T is guaranteed, so a
+  // misaligned start stays misaligned for the whole run and takes regular stores.
+  const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 31) == 0;
+  const int64_t big = nquads / (4 * FI_NV);
+  const int64_t small = (nquads - 4 * FI_NV * big) / 4;
+  if (nt) {
+    quads_avx2<T, KIND, FI_NV, true>(dst, q, big, job, seed);
+  } else {
+    quads_avx2<T, KIND, FI_NV, false>(dst, q, big, job, seed);
+  }
+  quads_avx2<T, KIND, 1, false>(dst + 16 * FI_NV * big, q + 4 * FI_NV * big, small, job, seed);
+  return 4 * FI_NV * big + 4 * small;
+}
+
+bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return ok;
+}
+#else
+bool cpu_has_avx2() { return false; }
+#endif  // FASTINIT_HAVE_AVX2_PATH
+
+// ---------------------------------------------------------------- runs, chunks, the group
+
+struct Mode {
+  bool simd;    // AVX2 path available and not disabled
+  bool stream;  // non-temporal stores for this group
+};
+
+// Elements [g, g + n) of one run of consecutive global indices, written to dst[0 .. n).
+template <typename T>
+void random_run(T* dst, int64_t g, int64_t n, const TensorJob& job, uint64_t seed, Mode mode) {
+  const int64_t head = std::min<int64_t>(n, (4 - (g & 3)) & 3);
+  random_scalar(dst, g, head, job, seed);
+  dst += head;
+  g += head;
+  n -= head;
+#if FASTINIT_HAVE_AVX2_PATH
+  if (mode.simd && n >= 16) {
+    const int64_t nq = n >> 2;
+    const int64_t done = job.kind == KIND_UNIFORM
+                             ? random_quads_avx2<T, KIND_UNIFORM>(dst, g >> 2, nq, job, seed, mode.stream)
+                             : random_quads_avx2<T, KIND_NORMAL>(dst, g >> 2, nq, job, seed, mode.stream);
+    dst += 4 * done;
+    g += 4 * done;
+    n -= 4 * done;
+  }
+#else
+  (void)mode;
+#endif
+  random_scalar(dst, g, n, job, seed);
+}
+
+// Local elements [j0, j1) of one output.
+template <typename T>
+void fill_range(const TensorJob& job, int64_t j0, int64_t j1, uint64_t seed, Mode mode) {
+  T* out = static_cast<T*>(job.data);
+  if (job.kind == KIND_CONSTANT) {
+    std::fill(out + j0, out + j1, constant_value<T>(job.value));
+    return;
+  }
+  for (int64_t j = j0; j < j1;) {
+    const int64_t run = j / job.row_len;
+    const int64_t end = std::min(j1, (run + 1) * job.row_len);
+    const int64_t g = job.base + run * job.row_stride + (j - run * job.row_len);
+    if (job.kind == KIND_DIRAC) {
+      dirac_run(out + j, g, end - j, job);
+    } else {
+      random_run(out + j, g, end - j, job, seed, mode);
+    }
+    j = end;
+  }
+}
+
+// Where chunk boundary `pos` of the concatenated element range goes: moved back to the start of
+// its global quad (within the same run), so each Philox quad is computed by one chunk only.
+int64_t aligned_boundary(const std::vector<TensorJob>& jobs, const std::vector<int64_t>& prefix, int64_t pos) {
+  const auto t = static_cast<size_t>(std::upper_bound(prefix.begin(), prefix.end(), pos) - prefix.begin() - 1);
+  const TensorJob& job = jobs[t];
+  const int64_t j = pos - prefix[t];
+  if (job.kind == KIND_CONSTANT) return pos;
+  const int64_t g = global_index(j, job.base, job.row_len, job.row_stride);
+  return pos - std::min(g & 3, j % job.row_len);
+}
+
+template <typename T>
+void fill_group_typed(const std::vector<TensorJob>& jobs, uint64_t seed, Mode mode) {
+  std::vector<int64_t> prefix(jobs.size() + 1, 0);
+  for (size_t t = 0; t < jobs.size(); ++t) prefix[t + 1] = prefix[t] + jobs[t].numel;
+  const int64_t total = prefix.back();
+  if (total == 0) return;
+  const int64_t nchunks = (total + CHUNK - 1) / CHUNK;
+  std::vector<int64_t> bounds(nchunks + 1);
+  bounds[0] = 0;
+  bounds[nchunks] = total;
+  for (int64_t k = 1; k < nchunks; ++k) bounds[k] = aligned_boundary(jobs, prefix, k * CHUNK);
+
+  at::parallel_for(0, nchunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      int64_t lo = bounds[k];
+      const int64_t hi = bounds[k + 1];
+      auto t = static_cast<size_t>(std::upper_bound(prefix.begin(), prefix.end(), lo) - prefix.begin() - 1);
+      for (; lo < hi; ++t) {
+        const int64_t stop = std::min(hi, prefix[t + 1]);
+        if (stop > lo) fill_range<T>(jobs[t], lo - prefix[t], stop - prefix[t], seed, mode);
+        lo = std::max(lo, stop);
+      }
+    }
+#if FASTINIT_HAVE_AVX2_PATH
+    // Non-temporal stores are weakly ordered: fence before the caller's threads read the data.
+    if (mode.stream) _mm_sfence();
+#endif
+  });
+}
+
+bool simd_disabled_by_env() {
+  // FASTINIT_CPU_SIMD=0 forces the scalar path (tests use it to check both paths give the same bits).
+  const char* v = std::getenv("FASTINIT_CPU_SIMD");
+  return v != nullptr && std::strcmp(v, "0") == 0;
+}
+
+void fill_group_cpu(at::TensorList outs, const at::Tensor& table, const at::Tensor& params, int64_t seed) {
+  const std::vector<TensorJob> jobs = parse_fill_group(outs, table, params);
+  if (jobs.empty()) return;
+  TORCH_CHECK(outs[0].device().is_cpu(), "fastinit::fill_group (CPU kernel): outputs must be CPU tensors, got ",
+              outs[0].device());
+  const auto dtype = outs[0].scalar_type();
+  int64_t total_bytes = 0;
+  for (const auto& o : outs) total_bytes += o.numel() * static_cast<int64_t>(o.element_size());
+  const Mode mode{cpu_has_avx2() && !simd_disabled_by_env(), total_bytes >= STREAM_BYTES};
+  const auto useed = static_cast<uint64_t>(seed);
+  switch (dtype) {
+    case at::kFloat:
+      fill_group_typed<float>(jobs, useed, mode);
+      break;
+    case at::kDouble:
+      fill_group_typed<double>(jobs, useed, mode);
+      break;
+    case at::kHalf:
+      fill_group_typed<c10::Half>(jobs, useed, mode);
+      break;
+    case at::kBFloat16:
+      fill_group_typed<c10::BFloat16>(jobs, useed, mode);
+      break;
+    default:
+      TORCH_CHECK(false, "fastinit::fill_group: unsupported dtype ", dtype);
+  }
+}
+
+}  // namespace
+}  // namespace fastinit
+
+TORCH_LIBRARY_IMPL(fastinit, CPU, m) { m.impl("fill_group", &fastinit::fill_group_cpu); }

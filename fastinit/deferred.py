@@ -1,0 +1,274 @@
+"""Deferred construction: build a model without allocating its parameters, then allocate and initialize it in one pass.
+
+``empty_init()`` is the counterpart of accelerate's ``init_empty_weights()`` / ``torch.device("meta")``:
+parameters go to the meta device while buffers made by constructors keep their real values.
+``materialize(model, device)`` allocates every parameter once on ``device`` and writes it with
+:func:`fastinit.apply`'s fused plan, the policy recorded from the modules' own ``reset_parameters``
+(or any fastinit policy), so the result is bitwise what eager construction followed by
+``fastinit.apply(model, policy, seed=seed)`` gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .apply import _plan
+from .keys import draw_seed
+from .policy import resolve_policy, tracked_tensors
+from .record import Pending
+from .sharding import is_dtensor
+
+__all__ = ["empty_init", "EmptyInit", "materialize", "MaterializeReport"]
+
+#: parameters with at most this many elements stay real under empty_init (see EmptyInit)
+KEEP_NUMEL = 65536
+
+
+@dataclass
+class EmptyInit:
+    """What an :func:`empty_init` block did: which buffers ended up on the meta device.
+
+    ``meta_buffers`` lists ``"ModuleClass.buffer_name"`` for every buffer registered on the meta
+    device inside the block (typically computed from a meta parameter): its value is lost and
+    :func:`materialize` can only recover it if the policy writes it.
+    """
+
+    keep_numel: int = KEEP_NUMEL
+    meta_buffers: list[str] = field(default_factory=list)
+    meta_params: int = 0
+    kept_params: int = 0
+
+
+@contextlib.contextmanager
+def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[EmptyInit]:
+    """Build models with parameters on the meta device (no memory, no init); buffers keep their real values.
+
+    The torch equivalent is ``with torch.device("meta"):`` (which loses buffers too) or accelerate's
+    ``init_empty_weights()``. Parameters of more than ``keep_numel`` elements are moved to the meta
+    device as they are registered, before any init code can touch them, so constructing costs no
+    memory and no random numbers for them. Smaller ones (norm scales, biases, custom vectors)
+    stay real so that values constructors set outside ``reset_parameters`` survive; pass
+    ``keep_numel=0`` to send every parameter to meta. Buffers are never moved; those registered on
+    the meta device anyway are listed in the yielded :class:`EmptyInit` and, with ``warn``, in a
+    warning when the block ends. Finish with :func:`materialize`.
+    """
+    state = EmptyInit(keep_numel=keep_numel)
+    orig_param = nn.Module.register_parameter
+    orig_buffer = nn.Module.register_buffer
+
+    def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        orig_param(module, name, param)
+        if param is None or param.is_meta or is_dtensor(param):
+            return
+        if param.numel() <= keep_numel:
+            state.kept_params += 1
+            return
+        moved = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
+        moved.__dict__.update(param.__dict__)
+        module._parameters[name] = moved
+        state.meta_params += 1
+
+    def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        orig_buffer(module, name, tensor, persistent)
+        if tensor is not None and tensor.is_meta:
+            state.meta_buffers.append(f"{type(module).__name__}.{name}")
+
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+    nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    try:
+        yield state
+    finally:
+        nn.Module.register_parameter = orig_param  # type: ignore[method-assign]
+        nn.Module.register_buffer = orig_buffer  # type: ignore[method-assign]
+    if warn and state.meta_buffers:
+        warnings.warn(_listing("fastinit.empty_init: these buffers were created on the meta device and have no "
+                               "value; materialize() can only restore them if the policy writes them",
+                               state.meta_buffers), RuntimeWarning, stacklevel=3)
+
+
+@dataclass
+class MaterializeReport:
+    """What :func:`materialize` did (also returned by :func:`last_materialize`)."""
+
+    allocated_params: list[str] = field(default_factory=list)  # were meta, now allocated and initialized
+    moved: list[str] = field(default_factory=list)  # were real: moved/cast (and re-initialized by the policy)
+    restored_buffers: list[str] = field(default_factory=list)  # were meta, written by the policy
+    meta_leftovers: list[str] = field(default_factory=list)  # were meta, nothing wrote them (left NaN / -1)
+    uninitialized_params: list[str] = field(default_factory=list)  # were meta, the policy gave no spec
+    seed: int = 0
+
+
+_last: MaterializeReport | None = None
+
+
+def last_materialize() -> MaterializeReport | None:
+    """The report of the last :func:`materialize` call in this process."""
+    return _last
+
+
+def materialize(model: nn.Module, device: torch.device | str | None = None, policy: Any = "default", *,
+                seed: int | None = None, dtype: torch.dtype | None = None, backend: str = "auto",
+                generator: torch.Generator | None = None, strict: bool = True) -> nn.Module:
+    """Allocate every parameter of a meta (or partly meta) ``model`` on ``device`` and initialize it in one fused pass.
+
+    The torch equivalent is ``model.to_empty(device=device)`` followed by each module's
+    ``reset_parameters()`` (or ``model.apply(init_weights)``), which loses buffer values and runs
+    one kernel per tensor. Here:
+
+    - every parameter is allocated exactly once, directly on ``device`` (real ones are moved);
+      tied parameters (one ``Parameter`` object under several names) stay one tensor; ``dtype``
+      casts floating-point parameters as they are allocated (buffers keep theirs);
+    - buffers keep their values and move to ``device``; buffers that were meta are allocated
+      (floating ones filled with NaN, integer ones with -1) and reported in a warning unless the
+      policy writes them;
+    - ``policy``, ``seed``, ``backend``, ``generator`` are :func:`fastinit.apply`'s: the values are
+      bitwise those of eager construction followed by ``fastinit.apply(model, policy, seed=seed)``;
+    - a parameter that was meta and gets no spec from the policy has no value: with ``strict``
+      (the default) that is a ``RuntimeError`` naming them all, raised before anything is written;
+      ``strict=False`` warns and leaves their memory uninitialized.
+
+    Models whose parameters are DTensors on the meta device (``fully_shard`` /
+    ``parallelize_module`` applied to a meta model) are allocated with ``model.to_empty`` (which
+    FSDP2 supports) and each rank writes only its shard. Returns ``model``.
+    """
+    global _last
+    device = torch.device(device if device is not None else "cpu")
+    report = MaterializeReport()
+    meta_buffers = _allocate(model, device, dtype, report)
+    if seed is None:
+        seed = draw_seed(generator)
+    report.seed = seed
+    tracked = tracked_tensors(model)
+    written: set[str] = set()
+
+    def flush(p: Pending) -> None:
+        written.add(p.name)
+        _plan([p]).execute(seed, backend)
+
+    pending = resolve_policy(model, policy, tracked, flush)
+    covered = written | {p.name for p in pending}
+    report.uninitialized_params = [n for n in report.allocated_params if n in tracked and n not in covered]
+    if report.uninitialized_params:
+        msg = _listing("fastinit.materialize: the policy gives no value to these parameters that were on the meta "
+                       "device, so their memory is uninitialized (give them a spec with fastinit.Rules, a "
+                       "reset_parameters method, or build them outside empty_init)", report.uninitialized_params)
+        if strict:
+            raise RuntimeError(msg + "; pass strict=False to continue anyway")
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    # fastinit.apply's module (the package attribute `apply` is the function): keep last_report() truthful
+    sys.modules[__package__ + ".apply"]._last_report = _plan(pending).execute(seed, backend)
+    for name, buf in meta_buffers.items():
+        if _is_sentinel(buf):
+            report.meta_leftovers.append(name)
+        else:
+            report.restored_buffers.append(name)
+    if report.meta_leftovers:
+        warnings.warn(_listing("fastinit.materialize: these buffers were on the meta device and nothing restored "
+                               "them (left NaN, or -1 for integers); set them yourself", report.meta_leftovers),
+                      RuntimeWarning, stacklevel=2)
+    _last = report
+    return model
+
+
+def _listing(head: str, names: list[str], shown: int = 20) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{head}: {', '.join(names[:shown])}{more}"
+
+
+def _sentinel_fill(t: torch.Tensor) -> None:
+    if t.is_floating_point() or t.is_complex():
+        t.fill_(math.nan)
+    elif t.dtype != torch.bool:
+        t.fill_(-1)
+    else:
+        t.fill_(False)
+
+
+def _is_sentinel(t: torch.Tensor) -> bool:
+    if t.numel() == 0 or t.dtype == torch.bool:
+        return False
+    if t.is_floating_point() or t.is_complex():
+        return bool(torch.isnan(t).all())
+    return bool((t == -1).all())
+
+
+def _allocate(model: nn.Module, device: torch.device, dtype: torch.dtype | None,
+              report: MaterializeReport) -> dict[str, torch.Tensor]:
+    """Give every parameter and buffer memory on ``device``; the buffers that were meta, by name."""
+    if any(is_dtensor(p) for p in model.parameters()):
+        return _allocate_dtensor(model, device, dtype, report)
+    new_of: dict[int, torch.Tensor] = {}  # id(old) -> new: one allocation per Parameter object keeps ties
+    meta_buffers: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for mod_name, module in model.named_modules(remove_duplicate=False):
+            prefix = mod_name + "." if mod_name else ""
+            for name, p in list(module._parameters.items()):
+                if p is None:
+                    continue
+                if id(p) not in new_of:
+                    want = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
+                    if p.is_meta:
+                        data = torch.empty(p.shape, dtype=want, device=device)
+                        report.allocated_params.append(prefix + name)
+                    elif p.device != device or p.dtype != want:
+                        data = p.detach().to(device=device, dtype=want)
+                        report.moved.append(prefix + name)
+                    else:
+                        new_of[id(p)] = p
+                        continue
+                    new = _new_param(p, data)
+                    new_of[id(p)] = new
+                module._parameters[name] = new_of[id(p)]
+            for name, b in list(module._buffers.items()):
+                if b is None:
+                    continue
+                if id(b) not in new_of:
+                    if b.is_meta:
+                        nb = torch.empty(b.shape, dtype=b.dtype, device=device)
+                        _sentinel_fill(nb)
+                        meta_buffers[prefix + name] = nb
+                    else:
+                        nb = b.to(device)
+                    new_of[id(b)] = nb
+                module._buffers[name] = new_of[id(b)]
+    return meta_buffers
+
+
+def _new_param(old: nn.Parameter, data: torch.Tensor) -> nn.Parameter:
+    try:
+        new = type(old)(data, requires_grad=old.requires_grad)
+    except TypeError:  # a Parameter subclass with its own constructor
+        new = nn.Parameter(data, requires_grad=old.requires_grad)
+    new.__dict__.update(old.__dict__)  # flags such as Hugging Face's _is_hf_initialized
+    return new
+
+
+def _allocate_dtensor(model: nn.Module, device: torch.device, dtype: torch.dtype | None,
+                      report: MaterializeReport) -> dict[str, torch.Tensor]:
+    # FSDP2 and tensor parallel manage their own DTensor parameters; to_empty is the allocation they
+    # support. It also empties buffers, so real buffer values are saved and copied back.
+    if dtype is not None:
+        raise NotImplementedError("materialize(dtype=...) is not supported for DTensor parameters: "
+                                  "build the model in the dtype you want before sharding it")
+    report.allocated_params = [n for n, p in model.named_parameters() if p.is_meta]
+    saved = {n: b for n, b in model.named_buffers() if b is not None and not b.is_meta}
+    meta_names = [n for n, b in model.named_buffers() if b is not None and b.is_meta]
+    model.to_empty(device=device)
+    meta_buffers: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        buffers = dict(model.named_buffers())
+        for n, b in saved.items():
+            buffers[n].copy_(b)
+        for n in meta_names:
+            _sentinel_fill(buffers[n])
+            meta_buffers[n] = buffers[n]
+    return meta_buffers

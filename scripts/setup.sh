@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what fastinit needs on a fresh machine, then builds its C++ extension in place.
+#   torch 2.13.0 (CPU build) only where torch is absent; never upgrades an existing torch
+#   triton (its CPU interpreter runs the Triton kernel's tests here), test and bench dependencies
+#   the extension: pip install --no-build-isolation -e .   (FASTINIT_NO_EXT=1 skips the C++ build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "setup: installing torch==2.13.0 (CPU build)"
+  pip_install "torch==2.13.0"
+fi
+echo "setup: torch $("$PY" -c 'import torch; print(torch.__version__)')"
+if ! "$PY" -c "import triton" 2>/dev/null; then
+  echo "setup: installing triton"
+  pip_install "triton==3.9.0" || echo "setup: triton could not be installed; its tests will be skipped"
+fi
+# Test and benchmark dependencies (none of them depends on torch, so nothing can pull a new one).
+pip_install "numpy>=1.24" "scipy>=1.11" "pytest>=8" "pytest-benchmark>=4" "ruff>=0.6" "setuptools>=64" wheel
+echo "setup: building fastinit (pip install --no-build-isolation -e .)"
+pip_install --no-build-isolation --no-deps -e .
+"$PY" -m fastinit backends

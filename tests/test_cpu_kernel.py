@@ -1,0 +1,294 @@
+"""The C++ CPU kernel (``torch.ops.fastinit.fill_group``) against the pure-PyTorch reference, bit for bit."""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+
+import pytest
+import torch
+
+from fastinit import _ext, stream
+from fastinit import tables as T
+from fastinit.reference import fill_group_reference
+from fastinit.tables import Resolved, ShardMap, build_tables
+
+_OK, _WHY = _ext.load()
+pytestmark = pytest.mark.skipif(not _OK, reason=f"CPU extension not built: {_WHY}")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16,
+             torch.float64: torch.int64}
+INF = math.inf
+
+
+def f32(v: float) -> float:
+    """``v`` rounded to float32, as the plan stores the parameters of the random kinds."""
+    return torch.tensor(v, dtype=torch.float32).item()
+
+
+def _trunc_params(mean: float, std: float, a: float, b: float) -> tuple[float, ...]:
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    phi_a = 0.5 * (1 + math.erf(alpha / math.sqrt(2)))
+    phi_b = 0.5 * (1 + math.erf(beta / math.sqrt(2)))
+    return tuple(f32(v) for v in (phi_a + phi_b - 1, phi_b - phi_a, mean, std, a, b))
+
+
+# (name, Resolved) covering every kind and the parameter shapes the plan produces.
+SPECS = [
+    ("const_0.1", Resolved(T.KIND_CONSTANT, (0.1, 0, 0, 0, 0, 0))),
+    ("const_1/3", Resolved(T.KIND_CONSTANT, (1 / 3, 0, 0, 0, 0, 0))),
+    ("const_neg", Resolved(T.KIND_CONSTANT, (-2.7182818284590455, 0, 0, 0, 0, 0))),
+    ("const_big", Resolved(T.KIND_CONSTANT, (1e5, 0, 0, 0, 0, 0))),  # float16: inf, as .to()
+    ("const_zero", Resolved(T.KIND_CONSTANT, (0.0, 0, 0, 0, 0, 0))),
+    ("uniform_sym", Resolved(T.KIND_UNIFORM, (0.0, f32(1 / math.sqrt(768)), 0, 0, 0, 0))),
+    ("uniform_asym", Resolved(T.KIND_UNIFORM, (f32(0.25), f32(1.75), 0, 0, 0, 0))),
+    ("normal", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1.0, -INF, INF))),
+    ("normal_scaled", Resolved(T.KIND_NORMAL, (0.0, 1.0, f32(-0.3), f32(0.02), -INF, INF))),
+    ("trunc_normal", Resolved(T.KIND_NORMAL, _trunc_params(0.0, 1.0, -2.0, 2.0))),
+    ("trunc_normal_shifted", Resolved(T.KIND_NORMAL, _trunc_params(0.5, 0.02, 0.47, 0.6))),
+    ("dirac_conv", Resolved(T.KIND_DIRAC, iparams=(6 * 9, 9, 2, 4))),  # [4, 6, 3, 3], groups=2
+    ("eye", Resolved(T.KIND_DIRAC, iparams=(7, 1, 5, 0))),  # eye_ of [5, 7]
+]
+SPEC_BY_NAME = dict(SPECS)
+NUMELS = [0, 1, 3, 4, 5, 7, 13, 16, 17, 63, 64, 65, 101, 1009, 65537, 1_000_003]
+SHARDS = [
+    ShardMap(),
+    ShardMap(base=3),  # one run, unaligned start
+    ShardMap(base=2**33 + 1),  # quad counter past 2^32
+    ShardMap(base=5, row_len=7, row_stride=13),  # Shard(1)-like: short runs, unaligned everywhere
+    ShardMap(base=1030, row_len=1001, row_stride=4099),
+    ShardMap(base=2**31 - 2, row_len=64, row_stride=2**20 + 1),
+]
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(_INT_VIEW[t.dtype])
+
+
+def run_both(rows, dtype: torch.dtype, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Fill ``rows`` with the op and with the reference; outputs start as different garbage."""
+    table, params = build_tables(rows)
+    outs = [torch.full((n,), 7.0, dtype=dtype) for n, *_ in rows]
+    refs = [torch.full((n,), -9.0, dtype=dtype) for n, *_ in rows]
+    torch.ops.fastinit.fill_group(outs, table, params, seed)
+    fill_group_reference(refs, table, params, seed)
+    return outs, refs
+
+
+def assert_bitwise(outs, refs, rows) -> None:
+    for i, (o, r) in enumerate(zip(outs, refs)):
+        if not torch.equal(bits(o), bits(r)):
+            bad = (bits(o) != bits(r)).nonzero().flatten()[:5].tolist()
+            raise AssertionError(f"row {i} {rows[i][2]} {rows[i][3]} numel {o.numel()}: first bad elements {bad}, "
+                                 f"got {o[bad].tolist()} want {r[bad].tolist()}")
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request):
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(params=["simd", "scalar"])
+def cpu_path(request, monkeypatch):
+    """The AVX2 path (when the CPU has it) and the portable scalar path must give the same bits."""
+    if request.param == "scalar":
+        monkeypatch.setenv("FASTINIT_CPU_SIMD", "0")
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", [n for n, _ in SPECS])
+def test_every_kind_and_dtype(name, dtype, threads, cpu_path):
+    rng = random.Random(hash((name, str(dtype))) & 0xFFFF)
+    res = SPEC_BY_NAME[name]
+    rows = [(n, rng.getrandbits(64), res, rng.choice(SHARDS)) for n in NUMELS[:-1]]
+    rows.append((NUMELS[-1], rng.getrandbits(64), res, ShardMap(base=rng.randrange(4))))
+    seed = T.to_signed64(rng.getrandbits(64) | (1 << 63))  # high bit set: a negative int64
+    outs, refs = run_both(rows, dtype, seed)
+    assert_bitwise(outs, refs, rows)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("trial", range(4))
+def test_random_groups(trial, dtype, threads):
+    """Random compositions: many kinds, sizes and shard maps in one call, in random order."""
+    rng = random.Random(1000 + trial)
+    rows = []
+    for _ in range(rng.randrange(1, 40)):
+        n = rng.choice(NUMELS[:-1] + [rng.randrange(0, 200_000) for _ in range(3)])
+        shard = rng.choice(SHARDS + [ShardMap(base=rng.randrange(2**40), row_len=rng.randrange(1, 300),
+                                              row_stride=rng.randrange(300, 5000))])
+        rows.append((n, rng.getrandbits(64), rng.choice(SPECS)[1], shard))
+    outs, refs = run_both(rows, dtype, T.to_signed64(rng.getrandbits(64)))
+    assert_bitwise(outs, refs, rows)
+
+
+def test_group_composition_and_order_do_not_matter(threads):
+    rng = random.Random(7)
+    rows = [(rng.choice([1, 5, 4099, 70_001, 300_000]), rng.getrandbits(64), rng.choice(SPECS)[1],
+             rng.choice(SHARDS)) for _ in range(25)]
+    seed = -123456789
+    together, _ = run_both(rows, torch.float32, seed)
+    perm = list(range(len(rows)))
+    rng.shuffle(perm)
+    shuffled, _ = run_both([rows[i] for i in perm], torch.float32, seed)
+    for k, i in enumerate(perm):
+        assert torch.equal(bits(shuffled[k]), bits(together[i]))
+    for i, row in enumerate(rows):
+        table, params = build_tables([row])
+        alone = [torch.empty(row[0])]
+        torch.ops.fastinit.fill_group(alone, table, params, seed)
+        assert torch.equal(bits(alone[0]), bits(together[i]))
+
+
+def test_shard_equals_slice_of_full_tensor():
+    """A Shard(1) block of a [64, 1000] tensor is the same slice of the unsharded tensor's values."""
+    res = SPEC_BY_NAME["normal"]
+    key, seed = 0xFEDCBA9876543210, 99
+    full = torch.empty(64, 1000)
+    table, params = build_tables([(full.numel(), key, res, ShardMap())])
+    torch.ops.fastinit.fill_group([full], table, params, seed)
+    block = torch.empty(64, 250)
+    table, params = build_tables([(block.numel(), key, res, ShardMap(base=501, row_len=250, row_stride=1000))])
+    torch.ops.fastinit.fill_group([block], table, params, seed)
+    assert torch.equal(bits(block), bits(full[:, 501:751].contiguous()))
+
+
+def test_dtypes_differ_only_by_rounding():
+    rows = [(100_003, 5, SPEC_BY_NAME["trunc_normal"], ShardMap())]
+    table, params = build_tables(rows)
+    f = torch.empty(100_003)
+    torch.ops.fastinit.fill_group([f], table, params, 1)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        o = torch.empty(100_003, dtype=dtype)
+        torch.ops.fastinit.fill_group([o], table, params, 1)
+        assert torch.equal(bits(o), bits(f.to(dtype)))
+
+
+def test_constants_round_like_fill():
+    for dtype in DTYPES:
+        for v in (0.1, 1 / 3, -2.7182818284590455, 65519.0, 65520.0, 1e-8, 3.4e38):
+            table, params = build_tables([(9, 0, Resolved(T.KIND_CONSTANT, (v, 0, 0, 0, 0, 0)), ShardMap())])
+            o = torch.empty(9, dtype=dtype)
+            torch.ops.fastinit.fill_group([o], table, params, 0)
+            want = torch.tensor([v] * 9, dtype=torch.float64)
+            want = (want.float() if dtype in (torch.float16, torch.bfloat16) else want).to(dtype)
+            assert torch.equal(bits(o), bits(want)), (dtype, v)
+
+
+def test_known_answers_through_the_op():
+    """A few frozen values of tests/test_stream.py, produced by the op instead of the reference."""
+    cases = [(0, 0, 4, "0x1.ea3090p+0"), (2**64 - 1, 2**64 - 1, 123456789, "0x1.5dc63ep+0"),
+             (42, 0xDEADBEEFCAFEF00D, 2**40 + 3, "0x1.e1ec5ap+0")]
+    for seed, key, index, z in cases:
+        table, params = build_tables([(1, key, SPEC_BY_NAME["normal"], ShardMap(base=index))])
+        o = torch.empty(1)
+        torch.ops.fastinit.fill_group([o], table, params, T.to_signed64(seed))
+        assert o.item() == float.fromhex(z)
+
+
+def test_empty_group_and_zero_element_tensors():
+    table, params = build_tables([])
+    torch.ops.fastinit.fill_group([], table, params, 0)
+    rows = [(0, 1, SPEC_BY_NAME["normal"], ShardMap()), (5, 2, SPEC_BY_NAME["uniform_sym"], ShardMap()),
+            (0, 3, SPEC_BY_NAME["eye"], ShardMap())]
+    outs, refs = run_both(rows, torch.float32, 3)
+    assert_bitwise(outs, refs, rows)
+
+
+def test_opcheck():
+    rows = [(1000, 1, SPEC_BY_NAME["normal"], ShardMap()), (37, 2, SPEC_BY_NAME["uniform_asym"], ShardMap(base=3)),
+            (12, 3, SPEC_BY_NAME["const_1/3"], ShardMap())]
+    table, params = build_tables(rows)
+    outs = [torch.empty(n) for n, *_ in rows]
+    torch.library.opcheck(torch.ops.fastinit.fill_group.default, (outs, table, params, 5))
+
+
+def _good():
+    table, params = build_tables([(10, 1, SPEC_BY_NAME["normal"], ShardMap()),
+                                  (4, 2, SPEC_BY_NAME["uniform_sym"], ShardMap())])
+    return [torch.empty(10), torch.empty(4)], table, params
+
+
+def _bad_cases():
+    def mutate(fn):
+        outs, table, params = _good()
+        fn(outs, table, params)
+        return outs, table, params
+
+    def set_cell(col, value):
+        return lambda o, t, p: t.__setitem__((0, col), value)
+
+    yield "table must be an int64", lambda: (_good()[0], _good()[1].int(), _good()[2])
+    yield "table must be an int64", lambda: (_good()[0], _good()[1][:, :9].contiguous(), _good()[2])
+    yield "params must be a float64", lambda: (_good()[0], _good()[1], _good()[2].float())
+    yield "params must be a float64", lambda: (_good()[0], _good()[1], _good()[2][:1].contiguous())
+    yield "output tensors for a table of 2 rows", lambda: (_good()[0][:1], _good()[1], _good()[2])
+    yield "must be contiguous", lambda: ([torch.empty(20)[::2], torch.empty(4)], _good()[1], _good()[2])
+    yield "a group has one dtype", lambda: ([torch.empty(10), torch.empty(4, dtype=torch.float64)],
+                                            _good()[1], _good()[2])
+    yield "outputs must be float32, float16, bfloat16 or float64", lambda: (
+        [torch.empty(10, dtype=torch.int32), torch.empty(4, dtype=torch.int32)], _good()[1], _good()[2])
+    yield "says NUMEL 10 but outs\\[0\\] has 11", lambda: ([torch.empty(11), torch.empty(4)], _good()[1], _good()[2])
+    yield "unknown KIND 7", lambda: mutate(set_cell(T.KIND, 7))
+    yield "bad index map", lambda: mutate(set_cell(T.ROW_LEN, 0))
+    yield "bad index map", lambda: mutate(set_cell(T.BASE, -4))
+    yield "DIRAC_INNER", lambda: mutate(lambda o, t, p: (t.__setitem__((0, T.KIND), T.KIND_DIRAC),
+                                                         t.__setitem__((0, T.DIRAC_INNER), 0)))
+
+
+@pytest.mark.parametrize("message,make", list(_bad_cases()), ids=[m for m, _ in _bad_cases()])
+def test_bad_inputs_raise(message, make):
+    outs, table, params = make()
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fastinit.fill_group(outs, table, params, 0)
+
+
+def test_non_contiguous_table_raises():
+    outs, table, params = _good()
+    with pytest.raises(RuntimeError, match="table must be a contiguous CPU tensor"):
+        torch.ops.fastinit.fill_group(outs, table.t().contiguous().t(), params, 0)
+
+
+def test_backend_objects():
+    from fastinit.backends.cpu import CpuBackend
+
+    b = CpuBackend()
+    assert b.unavailable() is None
+    assert b.reasons(torch.device("cpu"), torch.bfloat16, T.KIND_NORMAL) == []
+    assert any("CPU tensors only" in r for r in b.reasons(torch.device("meta"), torch.float32, T.KIND_NORMAL))
+    outs, table, params = _good()
+    b.fill(outs, table, params, 3)
+    refs = [torch.empty_like(o) for o in outs]
+    fill_group_reference(refs, table, params, 3)
+    assert all(torch.equal(bits(o), bits(r)) for o, r in zip(outs, refs))
+
+
+@pytest.mark.slow
+def test_bfloat16_tensor_past_2_pow_31_elements():
+    """One bfloat16 tensor of more than 2^31 elements (4.3 GB): spot-check values past 2^31."""
+    n = 2**31 + 2**20 + 3
+    key, seed = 0x0123456789ABCDEF, -42
+    res = SPEC_BY_NAME["uniform_asym"]
+    table, params = build_tables([(n, key, res, ShardMap(base=1))])
+    try:
+        out = torch.empty(n, dtype=torch.bfloat16)
+    except RuntimeError as exc:  # not enough memory on this machine
+        pytest.skip(f"cannot allocate 4.3 GB: {exc}")
+    try:
+        torch.ops.fastinit.fill_group([out], table, params, seed)
+        local = torch.tensor([0, 1, 2, 3, 2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**31 + 2, 2**31 + 3,
+                              2**31 + 123_457, 2**31 + 2**20, n - 4, n - 3, n - 2, n - 1]
+                             + random.Random(0).sample(range(2**31, n), 20), dtype=torch.int64)
+        glob = local + 1  # BASE = 1
+        words = stream.raw_bits(glob, key, T.to_signed64(seed) & (2**64 - 1))
+        want = stream.transform(T.KIND_UNIFORM, stream.symmetric_uniform(words), list(res.params)).to(torch.bfloat16)
+        assert torch.equal(bits(out[local]), bits(want))
+    finally:
+        del out
+        gc.collect()
