@@ -14,11 +14,15 @@ build uses the torch already installed, so install with ``pip install --no-build
 from __future__ import annotations
 
 import os
+import sys
 
 from setuptools import find_packages, setup
 
 # Every float32 step of the stream must round on its own: never contract a*b+c into an FMA.
 CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math"]
+# at::parallel_for is an inline OpenMP template: without -fopenmp it silently runs on one thread. The
+# extension then shares the libgomp torch has already loaded (same soname), so there is one runtime.
+OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
 # nvcc: -fmad=false, never --use_fast_math; the C++ standard is left to torch (C++20 for its headers).
 NVCC_FLAGS = ["-O3", "-fmad=false", "-Xcompiler", "-ffp-contract=off"]
 
@@ -42,10 +46,13 @@ def _extensions() -> tuple[list, dict]:
         ext = cpp_extension.CUDAExtension(
             "fastinit._C",
             sources + ["csrc/fill_cuda.cu"],
-            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS},
+            extra_compile_args={"cxx": CXX_FLAGS + OPENMP, "nvcc": NVCC_FLAGS},
+            extra_link_args=OPENMP,
         )
     else:
-        ext = cpp_extension.CppExtension("fastinit._C", sources, extra_compile_args={"cxx": CXX_FLAGS})
+        ext = cpp_extension.CppExtension(
+            "fastinit._C", sources, extra_compile_args={"cxx": CXX_FLAGS + OPENMP}, extra_link_args=OPENMP
+        )
     return [ext], {"build_ext": cpp_extension.BuildExtension}
 
 

@@ -2,9 +2,9 @@
 
 Each variant runs in a fresh subprocess, so peak RSS (``ru_maxrss``) is its own. Usage::
 
-    python bench/bench_materialize.py                       # small model, quick
+    python bench/bench_materialize.py                       # GPT-2 small (124 M), quick
     python bench/bench_materialize.py --model gpt2-xl       # ~1.56 B parameters (6.2 GB fp32)
-    python bench/bench_materialize.py --model llama-1b      # LLaMA-3.2-1B shapes (~1.24 B)
+    python bench/bench_materialize.py --model llama-1b      # LLaMA-3.2-1B shapes (1.24 B)
     python bench/bench_materialize.py --model llama-1b --device cuda
 
 On ``cuda`` the eager variant builds on the CPU and moves the model (what ``Model().cuda()`` does);
@@ -23,68 +23,26 @@ import sys
 import time
 
 import torch
-from torch import nn
 
-CONFIGS = {
-    # kv: width of K and V as a fraction of d (1 = multi-head, 0.25 = LLaMA's grouped-query attention)
-    "small": {"vocab": 32000, "d": 512, "layers": 8, "ff": 2048, "kv": 1.0, "tied": True, "ctx": 1024, "style": "gpt2"},
-    "gpt2-xl": {"vocab": 50257, "d": 1600, "layers": 48, "ff": 6400, "kv": 1.0, "tied": True, "ctx": 1024,
-                "style": "gpt2"},
-    "llama-1b": {"vocab": 128256, "d": 2048, "layers": 16, "ff": 8192, "kv": 0.25, "tied": True, "ctx": 0,
-                 "style": "llama"},
-}
-
-
-class Block(nn.Module):
-    def __init__(self, c: dict):
-        super().__init__()
-        d, kvd = c["d"], int(c["d"] * c["kv"])
-        llama = c["style"] == "llama"
-        norm = (lambda: nn.RMSNorm(d)) if llama else (lambda: nn.LayerNorm(d))
-        self.ln1, self.ln2 = norm(), norm()
-        self.qkv = nn.Linear(d, d + 2 * kvd, bias=not llama)
-        self.proj = nn.Linear(d, d, bias=not llama)
-        if llama:
-            self.gate = nn.Linear(d, c["ff"], bias=False)
-        self.up = nn.Linear(d, c["ff"], bias=not llama)
-        self.down = nn.Linear(c["ff"], d, bias=not llama)
-
-
-class Model(nn.Module):
-    """GPT-2- or LLaMA-shaped parameters (the forward pass is irrelevant here)."""
-
-    def __init__(self, c: dict):
-        super().__init__()
-        self.wte = nn.Embedding(c["vocab"], c["d"])
-        if c["ctx"]:
-            self.wpe = nn.Embedding(c["ctx"], c["d"])
-        head_dim = 64
-        # a constructor buffer that must survive empty_init (rotary inverse frequencies)
-        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
-        self.blocks = nn.ModuleList(Block(c) for _ in range(c["layers"]))
-        self.ln_f = nn.RMSNorm(c["d"]) if c["style"] == "llama" else nn.LayerNorm(c["d"])
-        self.head = nn.Linear(c["d"], c["vocab"], bias=False)
-        if c["tied"]:
-            self.head.weight = self.wte.weight
+from fastinit.models import MODELS, construct
 
 
 def _child(model: str, variant: str, device: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     import fastinit
 
-    c = CONFIGS[model]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
         torch.cuda.init()
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     if variant == "eager":
-        m = Model(c)
+        m = construct(model)
         if device != "cpu":
             m = m.to(device)
     else:
         with fastinit.empty_init():
-            m = Model(c)
+            m = construct(model)
         fastinit.materialize(m, device, seed=0)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -99,7 +57,7 @@ def _child(model: str, variant: str, device: str, threads: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="small", choices=sorted(CONFIGS))
+    ap.add_argument("--model", default="gpt2", choices=sorted(MODELS))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "UNUSED"), help=argparse.SUPPRESS)

@@ -51,6 +51,8 @@ class LlamaConfig:
     d_ff: int = 11008
     vocab: int = 32000
     n_heads: int = 32
+    n_kv_heads: int | None = None  # grouped-query attention (None: as many as n_heads)
+    tied: bool = False
 
 
 class LlamaBlock(nn.Module):
@@ -59,9 +61,10 @@ class LlamaBlock(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         d, f = cfg.d_model, cfg.d_ff
+        kv = d // cfg.n_heads * (cfg.n_kv_heads or cfg.n_heads)
         self.input_layernorm = nn.RMSNorm(d)
-        self.self_attn = nn.ModuleDict({n: nn.Linear(d, d, bias=False)
-                                        for n in ("q_proj", "k_proj", "v_proj", "o_proj")})
+        self.self_attn = nn.ModuleDict({"q_proj": nn.Linear(d, d, bias=False), "k_proj": nn.Linear(d, kv, bias=False),
+                                        "v_proj": nn.Linear(d, kv, bias=False), "o_proj": nn.Linear(d, d, bias=False)})
         self.post_attention_layernorm = nn.RMSNorm(d)
         self.mlp = nn.ModuleDict({"gate_proj": nn.Linear(d, f, bias=False), "up_proj": nn.Linear(d, f, bias=False),
                                   "down_proj": nn.Linear(f, d, bias=False)})
@@ -76,6 +79,8 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(LlamaBlock(cfg) for _ in range(cfg.n_layer))
         self.norm = nn.RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+        if cfg.tied:
+            self.lm_head.weight = self.embed_tokens.weight
         head_dim = cfg.d_model // cfg.n_heads
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
@@ -88,19 +93,43 @@ MODELS = {
     "gpt2": lambda: GPT2(GPT2Config(n_layer=12, d_model=768)),
     "gpt2-tiny": lambda: GPT2(GPT2Config(n_layer=2, d_model=64, vocab=1000, ctx=64)),
     "llama-7b": lambda: Llama(LlamaConfig()),
-    "llama-1b": lambda: Llama(LlamaConfig(n_layer=16, d_model=2048, d_ff=8192, vocab=32000)),
+    # LLaMA-3.2-1B: grouped-query attention, tied embeddings (1.24 B parameters)
+    "llama-1b": lambda: Llama(LlamaConfig(n_layer=16, d_model=2048, d_ff=8192, vocab=128256, n_heads=32,
+                                          n_kv_heads=8, tied=True)),
     "llama-tiny": lambda: Llama(LlamaConfig(n_layer=2, d_model=64, d_ff=172, vocab=1000, n_heads=4)),
 }
 
 
-def build(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
-    """An *uninitialized* model of shape ``name``: built on meta, then given fresh memory on ``device``."""
+def construct(name: str) -> nn.Module:
+    """The model ``name`` built as ``Model()`` is: allocated and initialized by torch where it is built."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name]()
+
+
+def build(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+    """An *uninitialized* model of shape ``name``: built on meta, then given fresh memory on ``device``."""
     with torch.device("meta"):
-        model = MODELS[name]()
+        model = construct(name)
     model = model.to(dtype=dtype) if dtype != torch.float32 else model
-    return model.to_empty(device=device)
+    shared = _ties(model)
+    model = model.to_empty(device=device)
+    for module_name, attr, source in shared:  # to_empty may swap parameters, which unties them
+        setattr(model.get_submodule(module_name), attr, model.get_parameter(source))
+    return model
+
+
+def _ties(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(module, attribute, first name) of every parameter that repeats an earlier one."""
+    first: dict[int, str] = {}
+    out = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            module_name, _, attr = name.rpartition(".")
+            out.append((module_name, attr, first[id(p)]))
+        else:
+            first[id(p)] = name
+    return out
 
 
 def param_count(model: nn.Module) -> int:

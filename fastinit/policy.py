@@ -14,7 +14,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +23,8 @@ from . import specs as S
 from .record import Pending, Recorder
 from .sharding import fill_global
 
-Match = Union[type, tuple, str, Callable[[str, torch.Tensor, nn.Module], bool]]
-Action = Union[S.Spec, None, str]  # a spec, None (leave untouched) or "default" (the module's own init)
+Match = type | tuple | str | Callable[[str, torch.Tensor, nn.Module], bool]
+Action = S.Spec | None | str  # a spec, None (leave untouched) or "default" (the module's own init)
 
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
 
@@ -217,7 +217,8 @@ def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tenso
         return _apply_rules(model, policy, tracked, flush)
     if callable(policy):
         return record_callable(model, policy, tracked, flush)
-    raise TypeError(f"policy must be 'default', a preset name, a fastinit.Rules or a callable, not {type(policy).__name__}")
+    raise TypeError("policy must be 'default', a preset name, a fastinit.Rules or a callable, "
+                    f"not {type(policy).__name__}")
 
 
 def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor],

@@ -81,11 +81,11 @@ class ShardMap:
 
 def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Tables for ``rows`` of (local numel, 64-bit key, resolved distribution, shard map)."""
-    table = torch.zeros((len(rows), TABLE_COLS), dtype=torch.int64)
-    params = torch.zeros((len(rows), PARAM_COLS), dtype=torch.float64)
-    for i, (numel, key, res, smap) in enumerate(rows):
-        base, row_len, row_stride = smap.row(numel)
-        table[i, :6] = torch.tensor([numel, to_signed64(key), res.kind, base, row_len, row_stride])
-        table[i, 6:] = torch.tensor(res.iparams)
-        params[i] = torch.tensor(res.params, dtype=torch.float64)
+    ints, floats = [], []
+    for numel, key, res, smap in rows:
+        ints.append([numel, to_signed64(key), res.kind, *smap.row(numel), *res.iparams])
+        floats.append(res.params)
+    # one tensor construction per table: per-row tensors cost more than the kernel on small models
+    table = torch.tensor(ints, dtype=torch.int64).reshape(len(rows), TABLE_COLS)
+    params = torch.tensor(floats, dtype=torch.float64).reshape(len(rows), PARAM_COLS)
     return table, params
