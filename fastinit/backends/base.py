@@ -15,6 +15,7 @@ class Backend:
 
     name: str = "?"
     fused: bool = True  # consumes tables (stream values); False for the plain torch.nn.init backend
+    device_type: str | None = None  # the only device type it takes (None: any)
 
     def unavailable(self) -> str | None:
         """None when the backend can run in this process, else why not (one line)."""
@@ -31,6 +32,9 @@ class Backend:
             why.append("no fused form for this distribution")
         if self.fused and dtype not in FUSED_DTYPES:
             why.append(f"dtype {dtype} is not a fused dtype")
+        dev = torch.device(device).type
+        if self.device_type is not None and dev != self.device_type:
+            why.append(f"the {self.name} backend takes {self.device_type.upper()} tensors only, not {dev}")
         return why
 
     def fill(self, outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:

@@ -12,18 +12,12 @@ class CpuBackend(Backend):
     """Runs ``torch.ops.fastinit.fill_group`` on CPU tensors (all cores via at::parallel_for)."""
 
     name = "cpu"
+    device_type = "cpu"
 
     def unavailable(self) -> str | None:
         """None when the compiled extension is loaded, else why it is not."""
         ok, why = _ext.load()
         return None if ok else why
-
-    def reasons(self, device: torch.device, dtype: torch.dtype, kind: int | None) -> list[str]:
-        """Base reasons plus: only CPU tensors."""
-        why = super().reasons(device, dtype, kind)
-        if torch.device(device).type != "cpu":
-            why.append(f"the cpu backend takes CPU tensors only, not {torch.device(device).type}")
-        return why
 
     def fill(self, outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
         """Write the group in place (as ``fastinit.reference.fill_group_reference``, bit for bit)."""

@@ -12,6 +12,7 @@ class CudaBackend(Backend):
     """Runs ``torch.ops.fastinit.fill_group`` on CUDA tensors, where the extension was built with CUDA."""
 
     name = "cuda"
+    device_type = "cuda"
 
     def unavailable(self) -> str | None:
         """None when the extension has a CUDA kernel and a GPU is usable, else why not."""
@@ -23,13 +24,6 @@ class CudaBackend(Backend):
         if not torch.cuda.is_available():
             return "torch.cuda.is_available() is False"
         return None
-
-    def reasons(self, device: torch.device, dtype: torch.dtype, kind: int | None) -> list[str]:
-        """Base reasons plus: only CUDA tensors."""
-        why = super().reasons(device, dtype, kind)
-        if torch.device(device).type != "cuda":
-            why.append(f"the cuda backend takes CUDA tensors only, not {torch.device(device).type}")
-        return why
 
     def fill(self, outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
         """Write the group in place with one launch on the current stream (bitwise as the reference)."""
