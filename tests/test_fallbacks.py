@@ -18,7 +18,8 @@ with warnings.catch_warnings(record=True) as caught:
     import fastinit
     import fastinit.init  # a second import path must not warn again
     import torch
-    model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.LayerNorm(30), torch.nn.Embedding(9, 5, padding_idx=1))
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(40, 30), nn.LayerNorm(30), nn.Embedding(9, 5, padding_idx=1))
     fastinit.apply(model, seed=123)
     t = torch.empty(1001, dtype=torch.bfloat16)
     fastinit.init.trunc_normal_(t, std=0.5, seed=9, key=4)
