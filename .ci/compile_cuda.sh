@@ -4,13 +4,13 @@
 #
 # It compiles with the flags setup.py's CUDAExtension uses (the -D__CUDA_NO_HALF* set torch adds,
 # --expt-relaxed-constexpr) plus ours: -fmad=false (the stream must never be contracted into FMAs;
-# never --use_fast_math), -std=c++17, -arch=sm_90, against torch's include dirs.
+# never --use_fast_math), -std=c++20, -arch=sm_90, against torch's include dirs.
 #
 # A CPU-only torch wheel ships the c10/cuda headers but not the generated
 # c10/cuda/impl/cuda_cmake_macros.h; -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE skips that include (it
 # only sets C10_CUDA_BUILD_SHARED_LIBS, which matters for Windows DLL exports). Nothing is linked.
 #
-# Env: CUDA_HOME (default /usr/local/cuda); ARCH (default sm_90); STD (default c++17); OUT_OBJ (default a temp file).
+# Env: CUDA_HOME (default /usr/local/cuda); ARCH (default sm_90); STD (default c++20); OUT_OBJ (default a temp file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ if [ ! -x "$NVCC" ]; then
   exit 2
 fi
 ARCH="${ARCH:-sm_90}"
-STD="${STD:-c++17}"  # torch 2.13 headers prefer c++20 (setup.py lets torch pick it); c++17 gives warnings only
+STD="${STD:-c++20}"  # what torch 2.13 headers want (setup.py lets torch pick it too); c++17 gives warnings
 OUT_OBJ="${OUT_OBJ:-$(mktemp /tmp/fastinit_fill_cuda.XXXXXX.o)}"
 
 mapfile -t INCLUDES < <(python - <<'PY'

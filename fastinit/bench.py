@@ -117,7 +117,9 @@ def run(model_name: str = "gpt2-xl", policy: str = "default", dtype: str = "floa
         r["speedup_vs_torch"] = base / r["median_s"]
         r["fraction_of_fill"] = ceil / r["median_s"]
     peak = _rss_bytes()
+    copy_bw = _copy_bandwidth(dev) if dev.type == "cuda" else None
     return {
+        "device_copy_GB_per_s": copy_bw,
         "model": model_name, "summary": describe(model), "policy": policy, "dtype": dtype, "device": str(dev),
         "threads": torch.get_num_threads(), "repeats": repeats, "param_bytes": nbytes, "rows": rows,
         "peak_rss_bytes": peak, "rss_before_bytes": rss0,
@@ -125,6 +127,14 @@ def run(model_name: str = "gpt2-xl", policy: str = "default", dtype: str = "floa
                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
         "backends_available": list_backends(),
     }
+
+
+def _copy_bandwidth(dev: torch.device, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """The device's copy bandwidth (bytes read + written per second), median of ``repeats``."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=dev).fill_(1.0)
+    dst = torch.empty_like(src)
+    times = [_time(lambda: dst.copy_(src), dev) for _ in range(repeats)]
+    return 2 * nbytes / statistics.median(times) / 1e9
 
 
 def _cpu_name() -> str:
@@ -154,6 +164,8 @@ def format_table(res: dict) -> str:
         lines.append(f"| {name} | {r['median_s']:.3f} | {r['GB_per_s']:.2f} | {r['speedup_vs_torch']:.2f} | "
                      f"{r['fraction_of_fill']:.2f} |")
     extra = res["peak_rss_bytes"] - res["rss_before_bytes"] - res["param_bytes"]
+    if res.get("device_copy_GB_per_s"):
+        lines += ["", f"device copy bandwidth (read + write): {res['device_copy_GB_per_s']:.0f} GB/s"]
     if res["device"] == "cpu":
         lines += ["", f"peak RSS {res['peak_rss_bytes'] / 1e9:.2f} GB for {res['param_bytes'] / 1e9:.2f} GB of "
                       f"parameters (+{max(extra, 0) / 1e6:.0f} MB over parameters and start-up)"]
@@ -170,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="'default' or a preset name (gpt2, bert, vit, xavier_uniform...)")
     ap.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backend", default="auto",
-                    help="comma-separated backends for fastinit rows (auto, cpu, reference, triton, cuda)")
+    ap.add_argument("--backend", default=None,
+                    help="comma-separated backends for fastinit rows (auto, cpu, reference, triton, cuda); default "
+                         "'auto', or on a CUDA device every available one of 'triton,cuda'")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results as JSON to this path")
@@ -179,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     args = ap.parse_args(argv)
     model = "gpt2" if args.small else args.model
+    if args.backend is None:
+        gpu = [b for b in ("triton", "cuda") if list_backends()[b] is None]
+        args.backend = ",".join(gpu) if torch.device(args.device).type == "cuda" and gpu else "auto"
     res = run(model, args.policy, args.dtype, args.device, tuple(args.backend.split(",")), args.repeats, args.threads,
               args.progress)
     table = format_table(res)

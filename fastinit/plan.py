@@ -36,6 +36,7 @@ class Entry:
     post_ops: list[Callable[[], object]] = field(default_factory=list)  # run after the write, in order
     resolved: Resolved | None = None
     backend: str = ""
+    passed_over: tuple[str, ...] = ()  # why auto did not take the backends it tried first
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -51,6 +52,7 @@ class GroupReport:
     backend: str
     tensors: int
     elements: int
+    passed_over: tuple[str, ...] = ()  # why faster backends did not take this group (auto only)
 
 
 def storage_key(t: torch.Tensor) -> tuple:
@@ -113,6 +115,7 @@ class Plan:
             r = get_backend(name).reasons(e.tensor.device, e.tensor.dtype, kind)
             if not r:
                 e.backend = name
+                e.passed_over = tuple(why)
                 return []
             why.extend(f"{name}: {x}" for x in r)
         return why
@@ -133,10 +136,11 @@ class Plan:
                         e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
                 else:
                     _run_fused(get_backend(name), entries, seed)
+                passed_over = tuple(dict.fromkeys(r for e in entries for r in e.passed_over))
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
-                                           sum(e.tensor.numel() for e in entries)))
-                log.info("fastinit: %s %s: %d tensors, %d elements -> %s", device, dtype,
-                         len(entries), reports[-1].elements, name)
+                                           sum(e.tensor.numel() for e in entries), passed_over))
+                log.info("fastinit: %s %s: %d tensors, %d elements -> %s%s", device, dtype, len(entries),
+                         reports[-1].elements, name, f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
             for e in self.entries:
                 for op in e.post_ops:
                     op()

@@ -409,8 +409,21 @@ def test_backends_report_and_auto_choice():
     fastinit.apply(model, seed=0)
     (group,) = fastinit.last_report()
     assert group.backend == ("cpu" if info["cpu"] is None else "reference") and group.tensors == 2
+    if info["cpu"] is not None:  # auto says why it fell back
+        assert any(r.startswith("cpu: ") for r in group.passed_over)
 
 
 def test_explicit_backend_that_cannot_take_a_tensor_raises_with_reasons():
     with pytest.raises(RuntimeError, match="cannot take every tensor"):
         fastinit.apply(nn.Linear(2, 2), backend="cuda", seed=0)
+
+
+def test_auto_says_why_it_falls_back(monkeypatch):
+    from fastinit.backends import get_backend
+
+    cpu = get_backend("cpu")
+    monkeypatch.setattr(type(cpu), "unavailable", lambda self: "pretend the extension is missing")
+    fastinit.apply(nn.Linear(4, 4), seed=0)
+    (group,) = fastinit.last_report()
+    assert group.backend == "reference"
+    assert group.passed_over == ("cpu: pretend the extension is missing",)
