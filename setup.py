@@ -65,6 +65,10 @@ setup(
     packages=find_packages(include=["fastinit", "fastinit.*"]),
     python_requires=">=3.10",
     install_requires=["numpy"],
+    extras_require={
+        "test": ["scipy>=1.11", "pytest>=8", "pytest-benchmark>=4", "ruff>=0.6"],
+        "hf": ["transformers==5.23.0"],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     zip_safe=False,

@@ -24,7 +24,7 @@ ARCH="${ARCH:-sm_90}"
 STD="${STD:-c++20}"  # what torch 2.13 headers want (setup.py lets torch pick it too); c++17 gives warnings
 OUT_OBJ="${OUT_OBJ:-$(mktemp /tmp/fastinit_fill_cuda.XXXXXX.o)}"
 
-mapfile -t INCLUDES < <(python - <<'PY'
+mapfile -t INCLUDES < <("${PYTHON:-python3}" - <<'PY'
 import sysconfig
 from torch.utils import cpp_extension
 for p in cpp_extension.include_paths():
@@ -34,7 +34,7 @@ PY
 )
 INC_FLAGS=()
 for p in "${INCLUDES[@]}"; do INC_FLAGS+=("-I$p"); done
-ABI=$(python -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
+ABI=$("${PYTHON:-python3}" -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
 
 set -x
 "$NVCC" -c csrc/fill_cuda.cu -o "$OUT_OBJ" \

@@ -52,7 +52,14 @@ constexpr int64_t DESC_WORDS = sizeof(DeviceDesc) / sizeof(int64_t);
 
 template <typename T>
 __device__ __forceinline__ T to_out(float v) {
-  return static_cast<T>(v);  // c10::Half / c10::BFloat16 round to nearest even on the device too
+  // c10::Half / c10::BFloat16 round to nearest even on the device too; only their NaN bit patterns
+  // differ from the host's (__float2bfloat16 gives 0x7FFF), so NaN takes the host's canonical bits.
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (v != v) return c10::BFloat16(0x7FC0, c10::BFloat16::from_bits());
+  } else if constexpr (std::is_same_v<T, c10::Half>) {
+    if (v != v) return c10::Half(0x7E00, c10::Half::from_bits());
+  }
+  return static_cast<T>(v);
 }
 
 template <typename T>

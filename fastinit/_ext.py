@@ -1,4 +1,5 @@
-"""Loads the compiled kernels (``fastinit._C``) on first use, never failing ``import fastinit``."""
+"""Loads the compiled kernels (``fastinit._C``) once (``import fastinit`` asks, to say what it falls back to),
+never failing the import."""
 
 from __future__ import annotations
 

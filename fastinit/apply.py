@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -42,18 +43,32 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
     default generator when None). ``backend`` is ``"auto"`` or a name from ``fastinit.backends()``.
     Values depend only on (seed, parameter name, element index): not on device, backend or layout.
     """
-    global _last_report
-    if seed is None:
-        seed = draw_seed(generator)
     tracked = tracked_tensors(model)
-    _check_materialized(tracked)
+    _check_materialized(tracked)  # before drawing a seed: a refused call leaves the caller's RNG alone
+    run_policy(model, policy, tracked, draw_seed(generator) if seed is None else seed, backend)
+    return model
+
+
+def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int, backend: str,
+               check: Callable[[list[Pending], set[str]], None] | None = None) -> list[Pending]:
+    """Record ``policy`` on ``model`` and execute it as one plan; the pending specs it executed.
+
+    A tensor the init code reads while recording is written on the spot (flushed) with the same
+    values. ``check(pending, flushed_names)`` runs between recording and the fused write (materialize
+    uses it to refuse parameters the policy leaves without a value).
+    """
+    global _last_report
+    flushed: set[str] = set()
 
     def flush(p: Pending) -> None:
+        flushed.add(p.name)
         _plan([p]).execute(seed, backend)
 
     pending = resolve_policy(model, policy, tracked, flush)
+    if check is not None:
+        check(pending, flushed)
     _last_report = _plan(pending).execute(seed, backend)
-    return model
+    return pending
 
 
 def _plan(pending: list[Pending]) -> Plan:

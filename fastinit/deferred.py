@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .apply import _plan
+from .apply import run_policy
 from .keys import draw_seed
-from .policy import resolve_policy, tracked_tensors
+from .policy import tracked_tensors
 from .record import Pending
 from .sharding import is_dtensor
 
@@ -72,9 +71,7 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[E
         if param.numel() <= keep_numel:
             state.kept_params += 1
             return
-        moved = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
-        moved.__dict__.update(param.__dict__)
-        module._parameters[name] = moved
+        module._parameters[name] = _new_param(param, param.detach().to("meta"))
         state.meta_params += 1
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
@@ -148,24 +145,19 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         seed = draw_seed(generator)
     report.seed = seed
     tracked = tracked_tensors(model)
-    written: set[str] = set()
 
-    def flush(p: Pending) -> None:
-        written.add(p.name)
-        _plan([p]).execute(seed, backend)
+    def refuse_uninitialized(pending: list[Pending], flushed: set[str]) -> None:
+        covered = flushed | {p.name for p in pending}
+        report.uninitialized_params = [n for n in report.allocated_params if n in tracked and n not in covered]
+        if report.uninitialized_params:
+            msg = _listing("fastinit.materialize: the policy gives no value to these parameters that were on the "
+                           "meta device, so their memory is uninitialized (give them a spec with fastinit.Rules, a "
+                           "reset_parameters method, or build them outside empty_init)", report.uninitialized_params)
+            if strict:
+                raise RuntimeError(msg + "; pass strict=False to continue anyway")
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
-    pending = resolve_policy(model, policy, tracked, flush)
-    covered = written | {p.name for p in pending}
-    report.uninitialized_params = [n for n in report.allocated_params if n in tracked and n not in covered]
-    if report.uninitialized_params:
-        msg = _listing("fastinit.materialize: the policy gives no value to these parameters that were on the meta "
-                       "device, so their memory is uninitialized (give them a spec with fastinit.Rules, a "
-                       "reset_parameters method, or build them outside empty_init)", report.uninitialized_params)
-        if strict:
-            raise RuntimeError(msg + "; pass strict=False to continue anyway")
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-    # fastinit.apply's module (the package attribute `apply` is the function): keep last_report() truthful
-    sys.modules[__package__ + ".apply"]._last_report = _plan(pending).execute(seed, backend)
+    run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
     for name, buf in meta_buffers.items():
         if _is_sentinel(buf):
             report.meta_leftovers.append(name)

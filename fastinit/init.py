@@ -9,8 +9,6 @@ seeded deterministically from (seed, key).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
@@ -58,13 +56,9 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
 
     Exact truncation by inverse CDF: no rejection loop, every value inside [a, b].
     """
-    if (mean < a - 2 * std) or (mean > b + 2 * std):
-        warnings.warn(
-            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-            "The distribution of values may be incorrect.",
-            stacklevel=2,
-        )
-    return run_spec(tensor, S.TruncNormal(mean, std, a, b), seed=seed, key=key, generator=generator, backend=backend)
+    spec = S.TruncNormal(mean, std, a, b)
+    S.warn_like_torch(spec, tuple(tensor.shape), stacklevel=2)
+    return run_spec(tensor, spec, seed=seed, key=key, generator=generator, backend=backend)
 
 
 def constant_(tensor: Tensor, val: float, *, backend: str = "auto") -> Tensor:
@@ -84,8 +78,6 @@ def zeros_(tensor: Tensor, *, backend: str = "auto") -> Tensor:
 
 def eye_(tensor: Tensor, *, backend: str = "auto") -> Tensor:
     """Fill a 2-D ``tensor`` with the identity matrix; ``torch.nn.init.eye_``."""
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
     return run_spec(tensor, S.Eye(), seed=0, key=0, backend=backend)
 
 
@@ -106,31 +98,24 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: torch.Generator
     return run_spec(tensor, S.XavierNormal(gain), seed=seed, key=key, generator=generator, backend=backend)
 
 
-def _zero_element_noop(tensor: Tensor) -> bool:
-    if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
-        return True
-    return False
-
-
 def kaiming_uniform_(tensor: Tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                      generator: torch.Generator | None = None, *, seed: int | None = None, key: int = 0,
                      backend: str = "auto") -> Tensor:
     """Fill ``tensor`` from U(-b, b), b = gain·√(3/fan); ``torch.nn.init.kaiming_uniform_``."""
-    if _zero_element_noop(tensor):
+    spec = S.KaimingUniform(a, mode, nonlinearity)
+    if S.warn_like_torch(spec, tuple(tensor.shape), stacklevel=2):
         return tensor
-    return run_spec(tensor, S.KaimingUniform(a, mode, nonlinearity), seed=seed, key=key, generator=generator,
-                    backend=backend)
+    return run_spec(tensor, spec, seed=seed, key=key, generator=generator, backend=backend)
 
 
 def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
                     generator: torch.Generator | None = None, *, seed: int | None = None, key: int = 0,
                     backend: str = "auto") -> Tensor:
     """Fill ``tensor`` from N(0, std²), std = gain/√fan; ``torch.nn.init.kaiming_normal_``."""
-    if _zero_element_noop(tensor):
+    spec = S.KaimingNormal(a, mode, nonlinearity)
+    if S.warn_like_torch(spec, tuple(tensor.shape), stacklevel=2):
         return tensor
-    return run_spec(tensor, S.KaimingNormal(a, mode, nonlinearity), seed=seed, key=key, generator=generator,
-                    backend=backend)
+    return run_spec(tensor, spec, seed=seed, key=key, generator=generator, backend=backend)
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1, generator: torch.Generator | None = None, *,

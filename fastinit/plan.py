@@ -60,6 +60,26 @@ def storage_key(t: torch.Tensor) -> tuple:
     return (t.untyped_storage()._cdata, t.storage_offset(), tuple(t.shape), tuple(t.stride()))
 
 
+def _extent(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last] element of its storage that a (non-empty) view can touch."""
+    last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if s > 0)
+    return t.storage_offset(), last
+
+
+def _check_disjoint(entries: list[Entry]) -> None:
+    """Different tensors (names) in one plan must not share memory: one fused launch writes them at once."""
+    spans: dict[int, list[tuple[int, int, str]]] = {}
+    for e in entries:
+        if e.tensor.numel() == 0 or e.tensor.is_meta:
+            continue
+        first, last = _extent(e.tensor)
+        for a, b, other in spans.setdefault(e.tensor.untyped_storage()._cdata, []):
+            if other != e.name and first <= b and a <= last:
+                raise RuntimeError(f"{other or 'tensor'} and {e.name or 'tensor'} are different views of overlapping "
+                                   "memory; initialize one of them (or their common base) instead")
+        spans[e.tensor.untyped_storage()._cdata].append((first, last, e.name))
+
+
 def _kind(entry: Entry) -> int | None:
     return entry.resolved.kind if entry.resolved is not None else None
 
@@ -83,6 +103,7 @@ class Plan:
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError
         problems = []
+        _check_disjoint(self.entries)
         for e in self.entries:
             t = e.tensor
             if t.is_meta:
@@ -90,6 +111,10 @@ class Plan:
                     f"{e.name or 'tensor'} is on the meta device: it has no memory to initialize. "
                     "Materialize it first, e.g. fastinit.materialize(model, device=...)."
                 )
+            if torch._debug_has_internal_overlap(t) == 1:  # an expanded view: as torch refuses in-place writes
+                raise RuntimeError(
+                    f"{e.name or 'tensor'}: unsupported operation: more than one element of the written-to tensor "
+                    "refers to a single memory location. Please clone() the tensor before performing the operation.")
             e.resolved = e.spec.resolve(e.shape)
             if t.dtype not in FUSED_DTYPES:
                 if isinstance(e.spec, _DETERMINISTIC) or t.dtype.is_complex:
@@ -97,6 +122,11 @@ class Plan:
                 else:
                     raise NotImplementedError(
                         f'"{e.spec.torch_name}" not implemented for {t.dtype} ({e.name or "tensor"})')
+            if e.resolved is None and e.shape != tuple(t.shape):
+                raise NotImplementedError(
+                    f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
+                    "of a sharded tensor as the same slice of the whole; initialize it before sharding, or use a "
+                    "fused spec")
             why = self._choose(e, backend)
             if why:
                 problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))

@@ -255,7 +255,18 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
         raise ValueError("no rule matches these parameters (strict=True): " + ", ".join(unmatched))
     if need_default:
         wanted = set(need_default)
-        out.extend(p for p in record_callable(model, default_init, tracked, flush) if p.name in wanted)
+        owners = {id(_owner(model, n)) for n in need_default}
+
+        def owners_init(module: nn.Module) -> None:
+            if id(module) in owners:
+                default_init(module)
+
+        def flush_wanted(p: Pending) -> None:
+            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init
+            if p.name in wanted:
+                flush(p)
+
+        out.extend(p for p in record_callable(model, owners_init, tracked, flush_wanted) if p.name in wanted)
     return out
 
 

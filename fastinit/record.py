@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,9 +38,11 @@ _PASSTHROUGH_METHODS = (
     "__getitem__", "view", "view_as", "reshape", "t", "transpose", "permute", "narrow", "select", "unsqueeze",
     "squeeze", "flatten", "expand", "expand_as", "chunk", "split", "unbind", "detach", "size", "dim", "ndimension",
     "numel", "nelement", "stride", "storage_offset", "is_contiguous", "data_ptr", "untyped_storage",
-    "element_size", "get_device", "__len__", "requires_grad_", "is_floating_point", "is_complex", "type",
-    "__hash__", "__eq__", "__ne__",
+    "element_size", "get_device", "__len__", "requires_grad_", "is_floating_point", "is_complex", "__hash__",
 )
+# Of those, the ones that return a copy instead of a view for some inputs (reshape of a
+# non-contiguous tensor, advanced indexing): a copy reads the values, so it must see them.
+_MAYBE_COPY = {torch.Tensor.__getitem__, torch.Tensor.reshape, torch.Tensor.flatten}
 _PASSTHROUGH_PROPS = (
     "shape", "data", "dtype", "device", "is_meta", "is_cuda", "is_cpu", "requires_grad", "grad", "ndim", "T", "mT",
     "is_leaf", "layout", "names", "is_sparse", "is_quantized", "_base", "grad_fn", "itemsize", "nbytes",
@@ -80,10 +81,6 @@ def _covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
         view, whole = local_tensor(view), local_tensor(whole)
     return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
             and tuple(view.stride()) == tuple(whole.stride()))
-
-
-def _is_scalar(v) -> bool:
-    return isinstance(v, (bool, int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1 and v.dim() == 0)
 
 
 @dataclass
@@ -239,7 +236,13 @@ class Recorder(TorchFunctionMode):
             if p is not None and whole and p.spec is not None:
                 return self._shadow_getitem(p, args[1])
         if func in _PASSTHROUGH:
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if func in _MAYBE_COPY and isinstance(out, torch.Tensor) and args:
+                p, _ = self._target(args[0])
+                if p is not None and p.spec is not None and _storage(out) != _storage(args[0]):
+                    self._flush(p)
+                    out = func(*args, **kwargs)
+            return out
         if func in _INIT_FUNCS:  # reached through a reference taken before patching
             return self.record_init(_INIT_FUNCS[func], func, *args, **kwargs)
         if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
@@ -251,6 +254,7 @@ class Recorder(TorchFunctionMode):
             return self.record_init(func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
         first = args[0] if args else None
         p, whole = self._target(first)
+        whole = whole and func is not _SETITEM  # w[i] = v writes part of w
         if p is not None:
             rest = (args[1:], kwargs)
             reads_pending = any(self._target(t)[0] is not None and self._target(t)[0].spec is not None
@@ -290,7 +294,7 @@ def _write_only(func, args, kwargs) -> bool:
     if func is _ZERO:
         return True
     if func is _FILL:
-        return len(args) > 1 and _is_scalar(args[1]) and not isinstance(args[1], torch.Tensor)
+        return len(args) > 1 and isinstance(args[1], (bool, int, float))
     if func is _SETITEM:
         return len(args) > 2 and isinstance(args[2], (bool, int, float))
     return False
@@ -330,21 +334,13 @@ def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -
     a.pop("tensor", None)
     a.pop("generator", None)
     shape = tuple(tensor.shape)
-    if torch_name in ("kaiming_uniform_", "kaiming_normal_") and 0 in shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
-        return None
-    if torch_name == "trunc_normal_":
-        mean, std, lo, hi = a["mean"], a["std"], a["a"], a["b"]
-        if (mean < lo - 2 * std) or (mean > hi + 2 * std):
-            warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-                          "The distribution of values may be incorrect.", stacklevel=4)
     if torch_name == "zeros_":
         spec: S.Spec = S.Constant(0.0)
     elif torch_name == "ones_":
         spec = S.Constant(1.0)
     else:
         spec = S.BY_TORCH_NAME[torch_name](**a)
-    if torch_name == "eye_" and tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
+    if S.warn_like_torch(spec, shape, stacklevel=4):
+        return None
     spec.resolve(shape)  # argument errors now, where eager code would raise them
     return spec

@@ -28,7 +28,7 @@ from .plan import Entry
 from .specs import Spec
 from .tables import ShardMap
 
-__all__ = ["is_dtensor", "local_tensor", "global_index_sets", "entries_for", "entry_for", "fill_global"]
+__all__ = ["is_dtensor", "local_tensor", "global_index_sets", "entries_for", "fill_global"]
 
 
 def _dtensor_type() -> type | None:
@@ -173,14 +173,6 @@ def _product(per_dim: list[list]) -> list[tuple]:
     for runs in per_dim:
         out = [c + (r,) for c in out for r in runs]
     return out
-
-
-def entry_for(name: str, tensor: torch.Tensor, spec: Spec, key: int, post_ops: list | None = None) -> Entry:
-    """The single plan entry writing ``spec`` into ``tensor``; raises if a DTensor needs several (use entries_for)."""
-    es = entries_for(name, tensor, spec, key, post_ops)
-    if len(es) != 1:
-        raise ValueError(f"{name}: this shard needs {len(es)} entries; use fastinit.sharding.entries_for")
-    return es[0]
 
 
 # ---- partial constant writes on sharded tensors -----------------------------------------------

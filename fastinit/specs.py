@@ -9,6 +9,7 @@ fused kernel needs (``fastinit.tables.Resolved``); specs with no fused form (``O
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,14 +51,34 @@ def calculate_correct_fan(shape: tuple[int, ...], mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def warn_like_torch(spec: Spec, shape: tuple[int, ...], stacklevel: int) -> bool:
+    """Emit the warnings ``torch.nn.init`` emits for this call; True when torch returns without writing.
+
+    ``stacklevel`` counts from the caller of this function, as ``warnings.warn``'s does from its caller.
+    """
+    if isinstance(spec, (KaimingUniform, KaimingNormal)) and 0 in shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=stacklevel + 1)
+        return True
+    if isinstance(spec, TruncNormal) and (spec.mean < spec.a - 2 * spec.std or spec.mean > spec.b + 2 * spec.std):
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+                      "The distribution of values may be incorrect.", stacklevel=stacklevel + 1)
+    return False
+
+
 def _uniform(a: float, b: float) -> Resolved:
+    for name, v in (("from", a), ("to", b)):
+        if not (-_F32_MAX <= v <= _F32_MAX):  # NaN fails too, as torch's check_uniform_bounds
+            raise RuntimeError(f"{name} is out of bounds for float")
     if a > b:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
     return Resolved(KIND_UNIFORM, (f32((a + b) / 2), f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
 
 
 def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float = -_INF, hi: float = _INF) -> Resolved:
-    if std < 0:
+    if not std >= 0:  # NaN too, as torch
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
     return Resolved(KIND_NORMAL, (f32(c), f32(h), f32(mean), f32(std), f32(lo), f32(hi)))
 
@@ -128,10 +149,8 @@ class TruncNormal(Spec):
     torch_name = "trunc_normal_"
 
     def resolve(self, shape):
-        if self.std < 0:
+        if not self.std >= 0:
             raise RuntimeError(f"normal expects std >= 0.0, but found std {self.std:g}")
-        if self.std == 0:
-            return _normal(min(max(self.mean, self.a), self.b), 0.0, lo=self.a, hi=self.b)
         lo_cdf = _norm_cdf((self.a - self.mean) / self.std)
         hi_cdf = _norm_cdf((self.b - self.mean) / self.std)
         return _normal(self.mean, self.std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
@@ -274,7 +293,8 @@ class Sparse(Spec):
     def run_torch(self, tensor, generator=None):
         # torch.nn.init.sparse_ draws its row permutations from the global RNG; fork it so the
         # result depends on the generator alone and the caller's RNG state is untouched.
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) if generator is not None else None
+        seed = (int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+                if generator is not None else None)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)

@@ -24,7 +24,6 @@ PHILOX_ROUNDS = 10
 _f = float.fromhex
 TWO_POW_M23 = _f("0x1p-23")
 SQRT2 = _f("0x1.6a09e6p+0")
-SQRT_HALF = _f("0x1.6a09e6p-1")
 LN2_HI = _f("0x1.63p-1")  # 0.693359375
 LN2_LO = _f("-0x1.bd0106p-13")  # -2.12194440e-4
 # log1p(f) ~ f - f^2/2 + f^3 * P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1]; P's coefficients, highest first.

@@ -19,6 +19,8 @@ if ! "$PY" -c "import triton" 2>/dev/null; then
 fi
 # Test and benchmark dependencies (none of them depends on torch, so nothing can pull a new one).
 pip_install "numpy>=1.24" "scipy>=1.11" "pytest>=8" "pytest-benchmark>=4" "ruff>=0.6" "setuptools>=64" wheel
+# Optional: Hugging Face models for the "hf" policy tests (transformers does not require torch, so the pin stays).
+pip_install "transformers==5.23.0" || echo "setup: transformers could not be installed; the HF tests will be skipped"
 echo "setup: building fastinit (pip install --no-build-isolation -e .)"
 pip_install --no-build-isolation --no-deps -e .
 "$PY" -m fastinit backends

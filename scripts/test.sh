@@ -7,7 +7,11 @@ bash scripts/setup.sh
 echo "== ruff"
 "$PY" -m ruff check .
 echo "== CUDA sources compile (nvcc, compile only)"
-if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null 2>&1; then
+  CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
+fi
+export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+if [ -x "$CUDA_HOME/bin/nvcc" ]; then
   bash .ci/compile_cuda.sh
 else
   echo "nvcc not found: CUDA compile check skipped"

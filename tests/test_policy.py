@@ -427,3 +427,69 @@ def test_auto_says_why_it_falls_back(monkeypatch):
     (group,) = fastinit.last_report()
     assert group.backend == "reference"
     assert group.passed_over == ("cpu: pretend the extension is missing",)
+
+
+# ---- review cases: reads through comparisons, rules that leave tensors alone, overlapping memory ----
+
+def test_a_comparison_inside_init_code_sees_the_pending_value():
+    seen = []
+
+    def fn(m):
+        if isinstance(m, nn.Linear):
+            nn.init.constant_(m.weight, 5.0)
+            seen.append(bool((m.weight == 5.0).all()))
+            seen.append(m.weight.reshape(-1)[3].item())
+
+    fastinit.apply(nn.Linear(3, 4), fn, seed=0)
+    assert seen == [True, 5.0]
+
+
+def test_partial_setitem_is_replayed_not_flushed():
+    def fn(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight)
+            m.weight.data[0] = 1.0
+
+    lin = nn.Linear(3, 4)
+    flushed = []
+    (p,) = resolve_policy(lin, fn, tracked_tensors(lin), flush=lambda q: flushed.append(q.name))
+    assert flushed == [] and p.name == "weight" and len(p.post_ops) == 1
+    fastinit.apply(lin, fn, seed=1)
+    assert (lin.weight[0] == 1).all() and (lin.weight[1:] != 1).all()
+
+
+def test_rule_none_is_never_written_by_another_tensors_default():
+    lin = nn.Linear(6, 6)
+    with torch.no_grad():
+        lin.bias.fill_(7.0)
+    fastinit.apply(lin, fastinit.Rules([("bias", None)], otherwise="default"), seed=0)
+    assert (lin.bias == 7).all()
+    assert lin.weight.abs().max().item() <= 1 / math.sqrt(6)
+
+
+def test_expanded_parameter_is_refused_like_torch_and_nothing_is_written():
+    m = nn.Module()
+    m.a = nn.Parameter(torch.zeros(3))
+    m.b = nn.Parameter(torch.zeros(1, 4).expand(3, 4))
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        fastinit.apply(m, fastinit.Rules([("*", S.Normal())]), seed=0)
+    assert (m.a == 0).all()
+
+
+def test_overlapping_views_under_two_names_are_refused():
+    m = nn.Module()
+    m.w = nn.Parameter(torch.zeros(4, 4))
+    m.register_buffer("w_t", m.w.data.t())
+    with pytest.raises(RuntimeError, match="overlapping memory"):
+        fastinit.apply(m, fastinit.Rules([("w", S.Normal()), ("w_t", S.Constant(1.0))]), seed=0)
+    assert (m.w == 0).all()
+
+
+def test_unfused_spec_on_a_shard_is_refused():
+    from fastinit.plan import Entry, Plan
+
+    local = torch.zeros(2, 3)
+    plan = Plan([Entry("w", local, S.Orthogonal(), key=1, global_shape=(4, 3))])
+    with pytest.raises(NotImplementedError, match="no fused form"):
+        plan.execute(seed=0)
+    assert (local == 0).all()

@@ -98,6 +98,10 @@ ERRORS = [
     ("sparse_", (2, 3, 4), {"sparsity": 0.1}),
     ("uniform_", (3,), {"a": 1.0, "b": 0.0}),
     ("normal_", (3,), {"std": -1.0}),
+    ("normal_", (3,), {"std": float("nan")}),
+    ("uniform_", (3,), {"a": float("nan")}),
+    ("uniform_", (3,), {"b": float("inf")}),
+    ("trunc_normal_", (3,), {"std": 0.0}),
 ]
 
 

@@ -190,10 +190,13 @@ if TRITON_ERROR is None:
         s = _mul((m * 2 + 1 - 8388608).to(tl.float32), 1.1920928955078125e-07, RN)  # exact: 2^-23
         x = _add(_mul(s, h, RN), c, RN)
         if kind == 2:
-            x = tl.minimum(tl.maximum(x, -0.9999999403953552), 0.9999999403953552)
+            # tl.where, not tl.maximum/minimum: those drop NaN on the GPU; the header's f_max/f_min keep it
+            x = tl.where(x < -0.9999999403953552, -0.9999999403953552, x)
+            x = tl.where(x > 0.9999999403953552, 0.9999999403953552, x)
             z = _mul(_erfinv_f32(x, RN), 1.4142135381698608, RN)
             x = _add(_mul(z, std, RN), mean, RN)
-            x = tl.minimum(tl.maximum(x, lo), hi)
+            x = tl.where(x < lo, lo, x)
+            x = tl.where(x > hi, hi, x)
         return x
 
     @triton.jit
