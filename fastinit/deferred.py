@@ -79,13 +79,28 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[E
         if tensor is not None and tensor.is_meta:
             state.meta_buffers.append(f"{type(module).__name__}.{name}")
 
+    orig_normal = torch.Tensor.normal_
+    own_normal = "normal_" in torch.Tensor.__dict__
+
+    def normal_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # Meta tensors hold no values, and torch's meta normal_ is a Python decomposition whose first
+        # use imports torch._dynamo (about 1.5 s): constructors' init code on meta parameters is skipped.
+        if self.is_meta:
+            return self
+        return orig_normal(self, *args, **kwargs)
+
     nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
     nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    torch.Tensor.normal_ = normal_  # type: ignore[method-assign]
     try:
         yield state
     finally:
         nn.Module.register_parameter = orig_param  # type: ignore[method-assign]
         nn.Module.register_buffer = orig_buffer  # type: ignore[method-assign]
+        if own_normal:
+            torch.Tensor.normal_ = orig_normal  # type: ignore[method-assign]
+        else:
+            del torch.Tensor.normal_
     if warn and state.meta_buffers:
         warnings.warn(_listing("fastinit.empty_init: these buffers were created on the meta device and have no "
                                "value; materialize() can only restore them if the policy writes them",

@@ -121,3 +121,14 @@ def test_apply_refuses_meta():
         m = Net()
     with pytest.raises(RuntimeError, match="materialize"):
         fastinit.apply(m, seed=1)
+
+
+def test_empty_init_restores_what_it_patches():
+    before = (nn.Module.register_parameter, nn.Module.register_buffer, torch.Tensor.normal_)
+    with fastinit.empty_init():
+        emb = nn.Embedding(300, 400)  # its normal_ runs on a meta parameter: skipped
+        assert emb.weight.is_meta
+        x = torch.zeros(5)
+        x.normal_()  # real tensors still draw
+        assert (x != 0).any()
+    assert (nn.Module.register_parameter, nn.Module.register_buffer, torch.Tensor.normal_) == before
