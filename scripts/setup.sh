@@ -21,6 +21,12 @@ fi
 pip_install "numpy>=1.24" "scipy>=1.11" "pytest>=8" "pytest-benchmark>=4" "ruff>=0.6" "setuptools>=64" wheel
 # Optional: Hugging Face models for the "hf" policy tests (transformers does not require torch, so the pin stays).
 pip_install "transformers==5.23.0" || echo "setup: transformers could not be installed; the HF tests will be skipped"
-echo "setup: building fastinit (pip install --no-build-isolation -e .)"
-pip_install --no-build-isolation --no-deps -e .
+so=$(ls fastinit/_C*.so 2>/dev/null | head -n 1 || true)
+if [ -n "$so" ] && [ -z "$(find csrc setup.py -newer "$so" 2>/dev/null)" ] && "$PY" -c "import fastinit._C" 2>/dev/null \
+    && "$PY" -m pip show -q fastinit >/dev/null 2>&1; then
+  echo "setup: fastinit and its extension are installed and up to date"
+else
+  echo "setup: building fastinit (pip install --no-build-isolation -e .)"
+  pip_install --no-build-isolation --no-deps -e .
+fi
 "$PY" -m fastinit backends
