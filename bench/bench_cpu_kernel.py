@@ -47,14 +47,6 @@ def group(dtype: torch.dtype) -> list[torch.Tensor]:
     return _GROUPS[dtype]
 
 
-@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
-def threads(request):
-    old = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(old)
-
-
 def _report(benchmark, outs: list[torch.Tensor]) -> None:
     nbytes = sum(o.numel() * o.element_size() for o in outs)
     benchmark.extra_info["bytes"] = nbytes

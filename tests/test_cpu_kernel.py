@@ -85,14 +85,6 @@ def assert_bitwise(outs, refs, rows) -> None:
                                  f"got {o[bad].tolist()} want {r[bad].tolist()}")
 
 
-@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
-def threads(request):
-    old = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(params=["simd", "scalar"])
 def cpu_path(request, monkeypatch):
     """The AVX2 path (when the CPU has it) and the portable scalar path must give the same bits."""
