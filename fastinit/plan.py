@@ -73,11 +73,12 @@ def _check_disjoint(entries: list[Entry]) -> None:
         if e.tensor.numel() == 0 or e.tensor.is_meta:
             continue
         first, last = _extent(e.tensor)
-        for a, b, other in spans.setdefault(e.tensor.untyped_storage()._cdata, []):
+        same_storage = spans.setdefault(e.tensor.untyped_storage()._cdata, [])
+        for a, b, other in same_storage:
             if other != e.name and first <= b and a <= last:
                 raise RuntimeError(f"{other or 'tensor'} and {e.name or 'tensor'} are different views of overlapping "
                                    "memory; initialize one of them (or their common base) instead")
-        spans[e.tensor.untyped_storage()._cdata].append((first, last, e.name))
+        same_storage.append((first, last, e.name))
 
 
 def _kind(entry: Entry) -> int | None:

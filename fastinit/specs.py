@@ -99,7 +99,7 @@ class Spec:
 
     def torch_args(self) -> dict:
         """Keyword arguments of the equivalent ``torch.nn.init`` call."""
-        return dict(self.__dict__.items())
+        return dict(self.__dict__)
 
     def run_torch(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Run the equivalent ``torch.nn.init`` function on ``tensor`` with torch's own RNG."""
@@ -149,8 +149,7 @@ class TruncNormal(Spec):
     torch_name = "trunc_normal_"
 
     def resolve(self, shape):
-        if not self.std >= 0:
-            raise RuntimeError(f"normal expects std >= 0.0, but found std {self.std:g}")
+        # std 0 divides by zero here, as in torch; a negative or NaN std is refused by _normal
         lo_cdf = _norm_cdf((self.a - self.mean) / self.std)
         hi_cdf = _norm_cdf((self.b - self.mean) / self.std)
         return _normal(self.mean, self.std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
