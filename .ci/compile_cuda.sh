@@ -10,6 +10,10 @@
 # c10/cuda/impl/cuda_cmake_macros.h; -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE skips that include (it
 # only sets C10_CUDA_BUILD_SHARED_LIBS, which matters for Windows DLL exports). Nothing is linked.
 #
+# Then tools/check_gpu_code.py reads what was compiled: the kept PTX must hold round-to-nearest float
+# ops only (no FMA, FTZ, approximations: the bitwise contract) and ptxas -v must report no stack frame
+# and no spills for any kernel.
+#
 # Env: CUDA_HOME (default /usr/local/cuda); ARCH (default sm_90); STD (default c++20); OUT_OBJ (default a temp file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,14 +40,17 @@ INC_FLAGS=()
 for p in "${INCLUDES[@]}"; do INC_FLAGS+=("-I$p"); done
 ABI=$("${PYTHON:-python3}" -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
 
+KEEP=$(mktemp -d /tmp/fastinit_nvcc.XXXXXX)
 set -x
-"$NVCC" -c csrc/fill_cuda.cu -o "$OUT_OBJ" \
+"$NVCC" -c csrc/fill_cuda.cu -o "$OUT_OBJ" --keep --keep-dir "$KEEP" -Xptxas -v \
   -arch="$ARCH" -std="$STD" -O3 -fmad=false \
   -Xcompiler -fPIC -Xcompiler -ffp-contract=off \
   -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ \
   -D__CUDA_NO_HALF2_OPERATORS__ --expt-relaxed-constexpr \
   -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H \
   -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
-  -Icsrc "${INC_FLAGS[@]}"
+  -Icsrc "${INC_FLAGS[@]}" 2>&1 | tee "$KEEP/nvcc.log"
 set +x
+# What the kernels compiled to: no contractible or approximate float op in the PTX, no spills (ptxas -v).
+"${PYTHON:-python3}" tools/check_gpu_code.py --ptx "$KEEP"/*.ptx --ptxas-log "$KEEP/nvcc.log"
 echo "compile_cuda.sh: OK ($OUT_OBJ)"

@@ -226,14 +226,61 @@ FASTINIT_HD float random_value(int64_t kind, uint32_t word, const RandParams& p)
 }
 
 // DIRAC (and eye): 1 at the centre tap of matching (out, in) channel pairs, else 0.
-struct DiracParams {
-  int64_t inner, spatial, out_per_group, center;
+// ---- n / d for 0 <= n < 2^64 and a divisor fixed per tensor, without a divide instruction ----
+// GPUs have no 64-bit integer divide: nvcc calls a subroutine, whose calling convention gives the
+// whole kernel a stack frame and spills. A multiply-high, a subtract, an add and two shifts are exact
+// for every n (Granlund & Montgomery 1994, the round-up magic number of their section 4).
+FASTINIT_HD uint64_t mulhi64(uint64_t a, uint64_t b) {
+#ifdef __CUDA_ARCH__
+  return __umul64hi(a, b);
+#else
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
+#endif
+}
+
+struct FastDiv {
+  uint64_t d;
+  uint64_t magic;
+  uint32_t sh1, sh2;
+
+  FASTINIT_HD uint64_t div(uint64_t n) const {
+    const uint64_t t = mulhi64(magic, n);
+    return (t + ((n - t) >> sh1)) >> sh2;
+  }
 };
 
+// Host only; 1 <= d <= 2^63.
+inline FastDiv make_fast_div(uint64_t d) {
+  uint32_t l = 0;  // ceil(log2(d))
+  while ((uint64_t{1} << l) < d) ++l;
+  FastDiv f{};
+  f.d = d;
+  // magic = floor(2^64 (2^l - d) / d) + 1 < 2^64, since 2^l - d < d.
+  f.magic = static_cast<uint64_t>((static_cast<unsigned __int128>((uint64_t{1} << l) - d) << 64) / d) + 1;
+  f.sh1 = l < 1 ? l : 1;
+  f.sh2 = l > 0 ? l - 1 : 0;
+  return f;
+}
+
+// DIRAC (and eye): 1 where the output channel o (mod out_per_group) equals the input channel and
+// the spatial offset is the centre. The divisors are the table's DIRAC_INNER, _SPATIAL, _OUT_PER_GROUP.
+struct DiracParams {
+  FastDiv inner, spatial, out_per_group;
+  uint64_t center;
+};
+
+inline DiracParams make_dirac_params(int64_t inner, int64_t spatial, int64_t out_per_group, int64_t center) {
+  return DiracParams{make_fast_div(static_cast<uint64_t>(inner)), make_fast_div(static_cast<uint64_t>(spatial)),
+                     make_fast_div(static_cast<uint64_t>(out_per_group)), static_cast<uint64_t>(center)};
+}
+
 FASTINIT_HD float dirac_value(int64_t g, const DiracParams& d) {
-  const int64_t o = g / d.inner;
-  const int64_t r = g % d.inner;
-  return (o % d.out_per_group == r / d.spatial && r % d.spatial == d.center) ? 1.0f : 0.0f;
+  const uint64_t o = d.inner.div(static_cast<uint64_t>(g));
+  const uint64_t r = static_cast<uint64_t>(g) - o * d.inner.d;
+  const uint64_t in_channel = d.spatial.div(r);
+  const uint64_t offset = r - in_channel * d.spatial.d;
+  const uint64_t o_in_group = o - d.out_per_group.div(o) * d.out_per_group.d;
+  return (o_in_group == in_channel && offset == d.center) ? 1.0f : 0.0f;
 }
 
 // ---- where a local element sits in the global tensor ----

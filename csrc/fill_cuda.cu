@@ -5,7 +5,9 @@
 // Work unit = one aligned global quad inside a run of consecutive global indices, so each Philox
 // call yields all four of its words; consecutive threads take consecutive quads (coalesced
 // stores, 16-byte vector stores where the output is aligned). Each block covers a fixed slice of
-// one tensor's units and finds its tensor by binary search over the prefix. All indices are 64-bit.
+// one tensor's units and finds its tensor by binary search over the prefix. All indices are 64-bit,
+// and divide by multiplying (FastDiv): a 64-bit divide would be a subroutine call with a stack frame
+// and spills (.ci/compile_cuda.sh fails the build on either).
 //
 // Build with -fmad=false (never --use_fast_math); fastinit_stream.h also uses the __f*_rn
 // intrinsics, which are never contracted into FMAs, so the values match the CPU bit for bit.
@@ -42,6 +44,7 @@ struct DeviceDesc {
   uint64_t key;
   int64_t runs;           // ceil(numel / row_len)
   int64_t units_per_run;  // quads a run of row_len elements can touch, its start being unaligned
+  FastDiv per_run;        // divides by units_per_run (when runs > 1)
   DiracParams dirac;
   RandParams rand;
   float pad_;
@@ -71,11 +74,12 @@ __device__ __forceinline__ T constant_out(double v) {
   }
 }
 
-// Four consecutive outputs; one 16-byte (or 8-byte for 16-bit types) store when aligned.
+// Four consecutive outputs: one 16-byte store (8-byte for 16-bit types, two 16-byte ones for double)
+// when the destination is aligned for its vector type.
 template <typename T>
 __device__ __forceinline__ void store4(T* dst, const T (&v)[4]) {
-  constexpr size_t bytes = 4 * sizeof(T);
-  if (reinterpret_cast<uintptr_t>(dst) % bytes == 0) {
+  constexpr size_t align = 4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16;
+  if (reinterpret_cast<uintptr_t>(dst) % align == 0) {
     if constexpr (sizeof(T) == 4) {
       float4 w;
       memcpy(&w, v, 16);
@@ -105,7 +109,7 @@ __device__ __forceinline__ void fill_unit(const DeviceDesc& d, int64_t u, uint64
   int64_t r = 0;
   int64_t k = u;
   if (d.runs > 1) {
-    r = u / d.units_per_run;
+    r = static_cast<int64_t>(d.per_run.div(static_cast<uint64_t>(u)));
     k = u - r * d.units_per_run;
   }
   const int64_t run_start_local = r * d.row_len;
@@ -134,7 +138,11 @@ __device__ __forceinline__ void fill_unit(const DeviceDesc& d, int64_t u, uint64
   if (lo == g0 && hi == g0 + 4) {
     store4(out, vals);
   } else {
-    for (int64_t g = lo; g < hi; ++g) out[g - lo] = vals[g - g0];
+    // Static indices only: a dynamically indexed vals[] would live in local memory (a stack frame).
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      if (g0 + l >= lo && g0 + l < hi) out[g0 + l - lo] = vals[l];
+    }
   }
 }
 
@@ -190,6 +198,7 @@ void fill_group_cuda(at::TensorList outs, const at::Tensor& table, const at::Ten
     d.key = j.key;
     d.runs = j.numel == 0 ? 0 : (j.numel + j.row_len - 1) / j.row_len;
     d.units_per_run = (std::min(j.row_len, j.numel) + 3 + 3) / 4;
+    if (d.runs > 1) d.per_run = make_fast_div(static_cast<uint64_t>(d.units_per_run));
     d.dirac = j.dirac;
     d.rand = j.rand;
     d.value = j.value;

@@ -66,7 +66,6 @@ std::vector<TensorJob> parse_fill_group(at::TensorList outs, const at::Tensor& t
     job.base = row[3];
     job.row_len = row[4];
     job.row_stride = row[5];
-    job.dirac = DiracParams{row[6], row[7], row[8], row[9]};
     TORCH_CHECK(job.numel == out.numel(), "fastinit::fill_group: table row ", i, " says NUMEL ", job.numel,
                 " but outs[", i, "] has ", out.numel(), " elements");
     TORCH_CHECK(job.kind >= KIND_CONSTANT && job.kind <= KIND_DIRAC, "fastinit::fill_group: table row ", i,
@@ -75,10 +74,10 @@ std::vector<TensorJob> parse_fill_group(at::TensorList outs, const at::Tensor& t
                 " has a bad index map (BASE ", job.base, ", ROW_LEN ", job.row_len, ", ROW_STRIDE ",
                 job.row_stride, "): need BASE >= 0, ROW_LEN >= 1, ROW_STRIDE >= 0");
     if (job.kind == KIND_DIRAC) {
-      TORCH_CHECK(job.dirac.inner >= 1 && job.dirac.spatial >= 1 && job.dirac.out_per_group >= 1,
-                  "fastinit::fill_group: table row ", i, " (DIRAC) needs DIRAC_INNER, DIRAC_SPATIAL and ",
-                  "DIRAC_OUT_PER_GROUP >= 1, got ", job.dirac.inner, ", ", job.dirac.spatial, ", ",
-                  job.dirac.out_per_group);
+      TORCH_CHECK(row[6] >= 1 && row[7] >= 1 && row[8] >= 1 && row[9] >= 0, "fastinit::fill_group: table row ", i,
+                  " (DIRAC) needs DIRAC_INNER, DIRAC_SPATIAL and DIRAC_OUT_PER_GROUP >= 1 and DIRAC_CENTER >= 0, got ",
+                  row[6], ", ", row[7], ", ", row[8], ", ", row[9]);
+      job.dirac = make_dirac_params(row[6], row[7], row[8], row[9]);
     }
     // The random kinds take float32 parameters; the plan stores exact float32 values, and the
     // conversion rounds as torch does for a Python scalar combined with a float32 tensor.

@@ -22,8 +22,14 @@ pip_install "numpy>=1.24" "scipy>=1.11" "pytest>=8" "pytest-benchmark>=4" "ruff>
 # Optional: Hugging Face models for the "hf" policy tests (transformers does not require torch, so the pin stays).
 pip_install "transformers==5.23.0" || echo "setup: transformers could not be installed; the HF tests will be skipped"
 so=$(ls fastinit/_C*.so 2>/dev/null | head -n 1 || true)
-if [ -n "$so" ] && [ -z "$(find csrc setup.py -newer "$so" 2>/dev/null)" ] && "$PY" -c "import fastinit._C" 2>/dev/null \
-    && "$PY" -m pip show -q fastinit >/dev/null 2>&1; then
+# Up to date = the .so is newer than its sources, and the installed fastinit (imported from outside
+# the checkout, so the working directory cannot stand in for it) is this checkout's, with its _C.
+here=$(pwd -P)
+installed_here() {
+  (cd / && "$PY" -c "import os, sys, fastinit._C as c; sys.exit(os.path.dirname(os.path.realpath(c.__file__)) != sys.argv[1])" \
+    "$here/fastinit") 2>/dev/null
+}
+if [ -n "$so" ] && [ -z "$(find csrc setup.py -newer "$so" 2>/dev/null)" ] && installed_here; then
   echo "setup: fastinit and its extension are installed and up to date"
 else
   echo "setup: building fastinit (pip install --no-build-isolation -e .)"

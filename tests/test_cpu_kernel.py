@@ -107,6 +107,29 @@ def test_every_kind_and_dtype(name, dtype, threads, cpu_path):
     assert_bitwise(outs, refs, rows)
 
 
+# DIRAC divisors the kernels divide by with a multiply (csrc/fastinit_stream.h FastDiv): 1, powers of two, 2^k +- 1,
+# primes, > 2^32 and 2^62 + 1, at global indices up to ~2^63 (a shard's BASE), so every magic-number case is hit.
+DIVISORS = [1, 2, 3, 7, 8, 9, 641, 2**16 + 1, 2**31 - 1, 2**31, 2**32 + 15, 10**12 + 39, 2**62 + 1]
+
+
+@pytest.mark.parametrize("base", [0, 2**32 - 5, 2**50 + 3, 2**62 + 11, 2**63 - 6000])  # last index < 2^63
+def test_dirac_divisions_exact(base):
+    """DIRAC at huge indices with awkward divisors, bitwise equal to the reference's int64 // and %."""
+    rng = random.Random(base)
+    rows = []
+    for inner in DIVISORS:
+        spatial = rng.choice([d for d in DIVISORS if d <= inner])
+        group = rng.choice(DIVISORS)
+        # Centres that sometimes hit: the reference's own index decomposition of a nearby index.
+        g = base + rng.randrange(200)
+        center = (g % inner) % spatial if rng.random() < 0.7 else rng.randrange(spatial)
+        rows.append((500, 0, Resolved(T.KIND_DIRAC, iparams=(inner, spatial, group, center)),
+                     ShardMap(base=base, row_len=7, row_stride=11) if rng.random() < 0.5 else ShardMap(base=base)))
+    outs, refs = run_both(rows, torch.float32, 0)
+    assert_bitwise(outs, refs, rows)
+    assert sum(int(o.sum()) for o in outs) > 0, "no element hit: the test would not see a wrong 1"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("trial", range(4))
 def test_random_groups(trial, dtype, threads):

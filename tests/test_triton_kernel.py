@@ -99,10 +99,20 @@ def cases() -> dict[str, list[tuple[int, int, T.Resolved, T.ShardMap]]]:
         (3 * 7, 16, _eye(6, 7), T.ShardMap(base=21)),
         (50, 17, _constant(-2.5), T.ShardMap(base=3, row_len=5, row_stride=9)),
     ]
-    return {"mixed": mixed, "shards": shards}
+    # "offset" = mixed written through views one element into their storage: outputs not 16-byte aligned.
+    return {"mixed": mixed, "shards": shards, "offset": mixed}
 
 
-SEEDS = {"mixed": HIGH_SEED, "shards": 0xFFFF_FFFF_FFFF_FFFF}
+SEEDS = {"mixed": HIGH_SEED, "shards": 0xFFFF_FFFF_FFFF_FFFF, "offset": 7}
+# Which store variant each group must take (ALIGNED: vector stores on a GPU), so that both are checked.
+EXPECT_ALIGNED = {"mixed": True, "shards": False, "offset": False}
+
+
+def _outputs(group: str, rows, dtype) -> list[torch.Tensor]:
+    """NaN-filled outputs for a group; the "offset" group's are views at storage offset 1."""
+    if group == "offset":
+        return [torch.full((n + 1,), float("nan"), dtype=dtype)[1:] for n, *_ in rows]
+    return [torch.full((n,), float("nan"), dtype=dtype) for n, *_ in rows]
 
 
 def _reference(rows, dtype, seed, device="cpu") -> list[torch.Tensor]:
@@ -156,14 +166,15 @@ def _interpreter_main() -> None:
     assert os.environ.get("TRITON_INTERPRET") == "1"
     from fastinit.kernels import triton_fill as TF
 
-    res: dict = {"triton_error": TF.TRITON_ERROR, "equal": {}, "sqrt_faulty": False}
+    res: dict = {"triton_error": TF.TRITON_ERROR, "equal": {}, "aligned": {}, "sqrt_faulty": False}
     if TF.TRITON_ERROR is not None:
         print(json.dumps(res))
         return
     for name, rows in cases().items():
         table, params = T.build_tables(rows)
         for dtype in DTYPES:
-            outs = [torch.full((n,), float("nan"), dtype=dtype) for n, *_ in rows]
+            outs = _outputs(name, rows, dtype)
+            res["aligned"][f"{name}/{dtype}"] = TF.pack_tables(outs, table, params, 0).aligned
             torch.ops.fastinit.fill_group_triton(outs, table, params, T.to_signed64(SEEDS[name]))
             want, faulty = _reference_checked(rows, dtype, T.to_signed64(SEEDS[name]))
             res["sqrt_faulty"] |= faulty
@@ -236,9 +247,10 @@ def _needs_triton() -> dict:
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("group", ["mixed", "shards"])
+@pytest.mark.parametrize("group", list(EXPECT_ALIGNED))
 def test_interpreter_bitwise_equal_to_reference(group, dtype):
     res = _needs_triton()
+    assert res["aligned"][f"{group}/{dtype}"] is EXPECT_ALIGNED[group], "the group took the other store variant"
     assert res["equal"][f"{group}/{dtype}"] == []
 
 

@@ -23,6 +23,11 @@ Index modes (column C_MODE), for the random kinds:
 
 CONSTANT and DIRAC need no stream words and walk local indices directly.
 
+Stores: a full block is stored without a mask. When every output of the group is 16-byte aligned and every
+flat random tensor starts on a global quad (``ALIGNED``, decided on the host), the kernel also tells the
+compiler so (``tl.multiple_of``) and full blocks become 16-byte vector stores (tests/test_gpu_codegen.py
+reads them in the PTX); otherwise they are element stores.
+
 Float arithmetic: on NVIDIA GPUs every rounding step goes through ``mul.rn.f32`` / ``add.rn.f32`` /
 ``sub.rn.f32`` inline PTX, which neither LLVM nor ptxas contracts into an FMA, so the values do not depend
 on compile options (torch.compile/Inductor compiles user kernels with fp fusion on). Eager launches also
@@ -33,6 +38,7 @@ operations, which are IEEE and never fused.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 
@@ -212,6 +218,15 @@ if TRITON_ERROR is None:
             return v.to(OUT_DTYPE)
 
     @triton.jit
+    def _store(out, off, lane_off, v, numel, BLOCK: tl.constexpr):
+        """Store block ``off`` of local elements; unmasked when the block is full, so that it can vectorize."""
+        j = off + lane_off
+        if off + BLOCK <= numel:
+            tl.store(out + j, v)
+        else:
+            tl.store(out + j, v, mask=j < numel)
+
+    @triton.jit
     def _dirac(g, d_inner, d_spatial, d_group, d_center):
         o = g // d_inner
         r = g % d_inner
@@ -220,7 +235,8 @@ if TRITON_ERROR is None:
 
     # ---- the kernel ------------------------------------------------------------------------------
     @triton.jit
-    def _fill_group_kernel(buf, OUT_DTYPE: tl.constexpr, BLOCK: tl.constexpr, RN: tl.constexpr):
+    def _fill_group_kernel(buf, OUT_DTYPE: tl.constexpr, BLOCK: tl.constexpr, RN: tl.constexpr,
+                           ALIGNED: tl.constexpr):
         pid = tl.program_id(0).to(tl.int64)
         seed = tl.load(buf + 0)
         chunk = tl.load(buf + 1)
@@ -229,6 +245,9 @@ if TRITON_ERROR is None:
         vstart = (entry & _MAP_MASK) * chunk
         row = buf + _HDR + t * _NCOL
         out = tl.load(row + 0).to(tl.pointer_type(OUT_DTYPE))
+        if ALIGNED:  # the host checked: 16-byte aligned outputs, quads start at local multiples of 4
+            out = tl.multiple_of(out, 16)
+            vstart = tl.multiple_of(vstart, 16)
         numel = tl.load(row + 1)
         key = tl.load(row + 2)
         kind = tl.load(row + 3)
@@ -246,8 +265,7 @@ if TRITON_ERROR is None:
             else:
                 cv = _to_out(tl.zeros([BLOCK], tl.float32) + cval.to(tl.float32), OUT_DTYPE)
             for off in range(vstart, vend, BLOCK):
-                j = off + lane_off
-                tl.store(out + j, cv, mask=j < numel)
+                _store(out, off, lane_off, cv, numel, BLOCK)
         elif kind == 3:  # DIRAC: a function of the global index only
             d_inner = tl.load(row + 9)
             d_spatial = tl.load(row + 10)
@@ -257,7 +275,7 @@ if TRITON_ERROR is None:
                 j = off + lane_off
                 g = base + (j // row_len) * row_stride + j % row_len
                 v = _dirac(g, d_inner, d_spatial, d_group, d_center)
-                tl.store(out + j, _to_out(v, OUT_DTYPE), mask=j < numel)
+                _store(out, off, lane_off, _to_out(v, OUT_DTYPE), numel, BLOCK)
         else:  # UNIFORM / NORMAL
             k0 = seed.to(tl.uint32)
             k1 = (seed >> 32).to(tl.uint32)
@@ -277,7 +295,7 @@ if TRITON_ERROR is None:
                     lane = g & 3
                     bits = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
                     v = _value(bits, kind, c, h, mean, std, lo, hi, RN)
-                    tl.store(out + j, _to_out(v, OUT_DTYPE), mask=j < numel)
+                    _store(out, off, lane_off, _to_out(v, OUT_DTYPE), numel, BLOCK)
             else:  # one Philox call per quad, its four words interleaved back into element order
                 pre = base & 3
                 quad_off = tl.arange(0, BLOCK // 4).to(tl.int64) * 4
@@ -294,14 +312,20 @@ if TRITON_ERROR is None:
                     # join stacks on a new last axis ([q, a, b] = join(..)[b][q, a]): (w0, w2), (w1, w3) -> w0 w1 w2 w3
                     bits = tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), [BLOCK])
                     v = _value(bits, kind, c, h, mean, std, lo, hi, RN)
-                    j = tl.reshape(jq[:, None] + lane4[None, :], [BLOCK])
-                    tl.store(out + j, _to_out(v, OUT_DTYPE), mask=(j >= 0) & (j < numel))
+                    if ALIGNED:  # pre == 0: quads are local quads, the block is one contiguous run
+                        _store(out, off, lane_off, _to_out(v, OUT_DTYPE), numel, BLOCK)
+                    else:
+                        j = tl.reshape(jq[:, None] + lane4[None, :], [BLOCK])
+                        tl.store(out + j, _to_out(v, OUT_DTYPE), mask=(j >= 0) & (j < numel))
 
     def _gpu_configs() -> list:
-        return [triton.Config({"BLOCK": b}, num_warps=w) for b in (1024, 2048, 4096) for w in (4, 8)]
+        # 4 or 8 elements per thread: 8 already take ~125 registers (16 spill), and registers x threads must
+        # fit an SM, which rules out 1024 threads (tests/test_gpu_codegen.py compiles each of these for sm_90).
+        shapes = ((1024, 4), (1024, 8), (2048, 8), (2048, 16), (4096, 16))  # (BLOCK, warps)
+        return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in shapes]
 
     # The autotuned variant is only built for real GPUs; the interpreter uses a fixed block.
-    _fill_group_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["OUT_DTYPE"])(_fill_group_kernel)
+    _fill_group_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["OUT_DTYPE", "ALIGNED"])(_fill_group_kernel)
 
 
 def _mode(numel: int, kind: int, base: int, row_len: int, row_stride: int) -> tuple[int, int]:
@@ -323,8 +347,16 @@ def _chunk_for(total: int) -> int:
     return 1 << (want - 1).bit_length()
 
 
-def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> torch.Tensor:
-    """The kernel's packed int64 buffer (on the CPU) for a group; see the module docstring for its layout."""
+class Packed(NamedTuple):
+    """A group ready to launch: the packed buffer (on the CPU), its program count and its ALIGNED flag."""
+
+    buf: torch.Tensor
+    programs: int
+    aligned: bool  # every output 16-byte aligned, every flat random tensor's quads start at local multiples of 4
+
+
+def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> Packed:
+    """The kernel's packed int64 buffer for a group (see the module docstring for its layout) and launch facts."""
     if table.dim() != 2 or table.shape[1] != T.TABLE_COLS or table.shape[0] != len(outs):
         raise ValueError(f"table must be int64 [{len(outs)}, {T.TABLE_COLS}], got {tuple(table.shape)}")
     if params.shape != (len(outs), T.PARAM_COLS):
@@ -333,6 +365,7 @@ def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Ten
     pbits = params.to(torch.float64).contiguous().view(torch.int64).tolist()
     rows = []
     vlens = []
+    aligned = True
     for out, r, pb in zip(outs, tab, pbits):
         numel, key, kind, base, row_len, row_stride = r[:6]
         if out.numel() != numel:
@@ -343,6 +376,8 @@ def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Ten
             raise ValueError(f"unknown distribution kind {kind}")
         row_len = max(row_len, 1)
         mode, vlen = _mode(numel, kind, base, row_len, row_stride)
+        if numel:
+            aligned &= out.data_ptr() % 16 == 0 and (mode != MODE_QUAD_FLAT or base % 4 == 0)
         rows.append([out.data_ptr() if numel else 0, numel, key, kind, base, row_len, row_stride, mode, vlen,
                      *r[6:10], *pb])
         vlens.append(vlen if numel else 0)
@@ -351,7 +386,7 @@ def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Ten
     seed = T.to_signed64(seed)
     map_off = HDR + NCOL * len(rows)
     flat = [seed, chunk, map_off] + [v for r in rows for v in r] + pmap
-    return torch.tensor(flat, dtype=torch.int64)
+    return Packed(torch.tensor(flat, dtype=torch.int64), len(pmap), aligned)
 
 
 def launch(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
@@ -365,8 +400,7 @@ def launch(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, 
         raise ValueError("fill_group_triton takes one device and one dtype per call")
     if dtype not in _TORCH_TO_TL:
         raise ValueError(f"fill_group_triton does not fill {dtype}")
-    host = pack_tables(outs, table, params, seed)
-    n_prog = host.numel() - int(host[2])
+    host, n_prog, aligned = pack_tables(outs, table, params, seed)
     if n_prog == 0:
         return
     out_dtype = _TORCH_TO_TL[dtype]
@@ -374,7 +408,7 @@ def launch(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, 
         # The interpreter dereferences the table's raw pointers on the host: CPU memory only.
         if device.type != "cpu":
             raise ValueError(f"under TRITON_INTERPRET=1 fill_group_triton takes CPU tensors, not {device.type}")
-        _fill_group_kernel[(n_prog,)](host, OUT_DTYPE=out_dtype, BLOCK=INTERPRET_BLOCK, RN=False)
+        _fill_group_kernel[(n_prog,)](host, OUT_DTYPE=out_dtype, BLOCK=INTERPRET_BLOCK, RN=False, ALIGNED=aligned)
         return
     if device.type != "cuda":
         raise ValueError(f"fill_group_triton takes CUDA tensors (CPU ones under TRITON_INTERPRET=1), not {device}")
@@ -382,7 +416,7 @@ def launch(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, 
     with torch.cuda.device(device):  # Triton launches on the current device
         # One pinned staging copy, asynchronous with respect to the host, ordered on the current stream.
         buf = host.pin_memory().to(device, non_blocking=True)
-        _fill_group_kernel_tuned[(n_prog,)](buf, OUT_DTYPE=out_dtype, RN=rn, enable_fp_fusion=False)
+        _fill_group_kernel_tuned[(n_prog,)](buf, OUT_DTYPE=out_dtype, RN=rn, ALIGNED=aligned, enable_fp_fusion=False)
 
 
 @torch.library.custom_op("fastinit::fill_group_triton", mutates_args=("outs",))
