@@ -15,7 +15,7 @@ import torch
 from .backends import auto_order, get_backend
 from .backends.base import FUSED_DTYPES, Backend
 from .keys import torch_generator_for
-from .specs import Constant, Dirac, Eye, Spec
+from .specs import Constant, Dirac, Eye, Spec, resolve_spec
 from .tables import Resolved, ShardMap, build_tables, to_signed64
 
 log = logging.getLogger("fastinit")
@@ -116,7 +116,7 @@ class Plan:
                 raise RuntimeError(
                     f"{e.name or 'tensor'}: unsupported operation: more than one element of the written-to tensor "
                     "refers to a single memory location. Please clone() the tensor before performing the operation.")
-            e.resolved = e.spec.resolve(e.shape)
+            e.resolved = resolve_spec(e.spec, e.shape)
             if t.dtype not in FUSED_DTYPES:
                 if isinstance(e.spec, _DETERMINISTIC) or t.dtype.is_complex:
                     e.resolved = None  # torch handles these dtypes itself

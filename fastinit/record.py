@@ -149,7 +149,7 @@ class Recorder(TorchFunctionMode):
             # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
             value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
             if value is None:
-                value = inspect.signature(original).bind(tensor, *args, **kwargs).arguments["val"]
+                value = _signature(original).bind(tensor, *args, **kwargs).arguments["val"]
             p.post_ops.append(self._partial_fill(p, tensor, None, value,
                                                  functools.partial(original, tensor, *args, **kwargs)))
             return tensor
@@ -204,13 +204,23 @@ class Recorder(TorchFunctionMode):
                 return fn(*args, **kwargs)
         return fn(*args, **kwargs)
 
+    def _recording(self, torch_name: str, original: Callable) -> Callable:
+        """The recording stand-in for ``torch.nn.init.<torch_name>``."""
+
+        def init_fn(tensor, *args, **kwargs):
+            # Bookkeeping runs with this mode off the stack: each tensor method it calls (stride(), storage
+            # lookups) would otherwise go through __torch_function__ first.
+            return self._run_unrecorded(self.record_init, torch_name, original, tensor, *args, **kwargs)
+
+        return functools.wraps(original)(init_fn)
+
     @contextlib.contextmanager
     def patch_init(self):
         """Swap the ``torch.nn.init`` functions for recording ones while inside."""
         init = torch.nn.init
         saved = {n: getattr(init, n) for n in _INIT_NAMES}
         for n, fn in saved.items():
-            setattr(init, n, functools.wraps(fn)(functools.partial(self.record_init, n, fn)))
+            setattr(init, n, self._recording(n, fn))
         try:
             yield
         finally:
@@ -326,11 +336,47 @@ def _rename(kwargs: dict) -> dict:
     return out
 
 
+@functools.cache
+def _signature(fn: Callable) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+@functools.cache
+def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
+    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
+    params = _signature(fn).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        return (), {}, frozenset()
+    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
+            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
+
+
+def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """Every parameter of ``fn`` for the call ``fn(*args, **kwargs)``, as ``Signature.bind`` + ``apply_defaults``.
+
+    The common call is bound by hand (``Signature.bind`` is a third of the recording time); anything unusual
+    goes through ``Signature.bind``, which raises torch's own TypeError for a bad call.
+    """
+    positional, defaults, names = _binder(fn)
+    if names and len(args) <= len(positional) and names.issuperset(kwargs) \
+            and not any(n in kwargs for n in positional[:len(args)]):
+        a = dict(defaults)
+        a.update(zip(positional, args))
+        a.update(kwargs)
+        if len(a) == len(names):
+            return a
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        fn(*args, **kwargs)  # Python refuses the call before the body runs, with the function's own message
+        raise
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> S.Spec | None:
     """The spec of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and warnings."""
-    bound = inspect.signature(original).bind(tensor, *args, **kwargs)
-    bound.apply_defaults()
-    a = dict(bound.arguments)
+    a = _bind(original, (tensor, *args), kwargs)
     a.pop("tensor", None)
     a.pop("generator", None)
     shape = tuple(tensor.shape)
@@ -342,5 +388,5 @@ def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -
         spec = S.BY_TORCH_NAME[torch_name](**a)
     if S.warn_like_torch(spec, shape, stacklevel=4):
         return None
-    spec.resolve(shape)  # argument errors now, where eager code would raise them
+    S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
     return spec

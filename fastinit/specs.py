@@ -54,6 +54,32 @@ def calculate_correct_fan(shape: tuple[int, ...], mode: str) -> int:
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
+def _cache_key(spec: Spec, shape: tuple[int, ...]) -> tuple:
+    # Float fields by value *and* sign: -0.0 == 0.0, but Constant(-0.0) writes other bits than Constant(0.0).
+    fields = tuple((v, math.copysign(1.0, v)) if isinstance(v, float) else v for v in spec.__dict__.values())
+    return type(spec), fields, shape
+
+
+_RESOLVED: dict[tuple, Resolved | None] = {}
+_RESOLVED_MAX = 4096
+
+
+def resolve_spec(spec: Spec, shape: tuple[int, ...]) -> Resolved | None:
+    """``spec.resolve(shape)``, memoized: a model repeats the same (spec, shape) in every layer."""
+    try:
+        key = _cache_key(spec, shape)
+        hit = _RESOLVED.get(key, _RESOLVED)
+    except TypeError:  # an unhashable field
+        return spec.resolve(shape)
+    if hit is not _RESOLVED:
+        return hit
+    out = spec.resolve(shape)  # errors are raised every time, never cached
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    _RESOLVED[key] = out
+    return out
+
+
 def warn_like_torch(spec: Spec, shape: tuple[int, ...], stacklevel: int) -> bool:
     """Emit the warnings ``torch.nn.init`` emits for this call; True when torch returns without writing.
 

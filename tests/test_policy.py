@@ -493,3 +493,66 @@ def test_unfused_spec_on_a_shard_is_refused():
     with pytest.raises(NotImplementedError, match="no fused form"):
         plan.execute(seed=0)
     assert (local == 0).all()
+
+
+def _call_forms():
+    """Ways init code calls torch.nn.init: positional, keyword, mixed, defaults, generator (and bad calls)."""
+    return [
+        (nn.init.kaiming_uniform_, (), {}),
+        (nn.init.kaiming_uniform_, (math.sqrt(5),), {}),
+        (nn.init.kaiming_uniform_, (), {"a": 0.1, "mode": "fan_out", "nonlinearity": "relu"}),
+        (nn.init.kaiming_normal_, (0.0, "fan_out"), {"nonlinearity": "relu", "generator": None}),
+        (nn.init.uniform_, (-0.5,), {"b": 0.25}),
+        (nn.init.normal_, (), {"std": 0.02}),
+        (nn.init.trunc_normal_, (0.0, 0.02, -0.04, 0.04, None), {}),
+        (nn.init.xavier_uniform_, (), {"gain": 2.0}),
+        (nn.init.constant_, (0.3,), {}),
+    ]
+
+
+@pytest.mark.parametrize("i", range(len(_call_forms())))
+def test_recorded_call_binding_matches_signature_bind(i):
+    """The hand binder gives Signature.bind + apply_defaults' arguments for every call form."""
+    import inspect
+
+    from fastinit.record import _bind
+
+    fn, args, kwargs = _call_forms()[i]
+    w = torch.empty(8, 4)
+    bound = inspect.signature(fn).bind(w, *args, **kwargs)
+    bound.apply_defaults()
+    assert _bind(fn, (w, *args), kwargs) == dict(bound.arguments)
+
+
+@pytest.mark.parametrize("args, kwargs", [((), {"bogus": 1}), ((0.0,), {"a": 1.0}), ((1, 2, 3, 4, 5), {}),
+                                          ((), {"nonlinearity": "relu", "tensor": None})])
+def test_bad_init_calls_raise_torchs_type_error(args, kwargs):
+    """A bad call inside recorded init code raises the TypeError the eager call raises, with its message."""
+    with pytest.raises(TypeError) as eager:
+        nn.init.kaiming_uniform_(torch.empty(4, 4), *args, **kwargs)
+
+    def bad(m):
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, *args, **kwargs)
+
+    with pytest.raises(TypeError) as recorded:
+        fastinit.apply(nn.Linear(4, 4), bad)
+    assert str(recorded.value) == str(eager.value)
+
+
+def test_resolved_specs_are_cached_by_value_and_sign():
+    """Resolution is memoized per (spec, shape), and -0.0 is not taken for 0.0 (other bits)."""
+    pos = S.resolve_spec(S.Constant(0.0), (3,))
+    neg = S.resolve_spec(S.Constant(-0.0), (3,))
+    assert math.copysign(1.0, pos.params[0]) == 1.0 and math.copysign(1.0, neg.params[0]) == -1.0
+    a, b = torch.empty(5), torch.empty(5)
+    fastinit.init.constant_(a, -0.0)
+    fastinit.init.constant_(b, 0.0)
+    assert torch.signbit(a).all() and not torch.signbit(b).any()
+    spec = S.KaimingUniform(a=math.sqrt(5))
+    assert S.resolve_spec(spec, (64, 32)) is S.resolve_spec(S.KaimingUniform(a=math.sqrt(5)), (64, 32))
+    assert S.resolve_spec(spec, (64, 32)) == spec.resolve((64, 32)) != spec.resolve((64, 33))
+    with pytest.raises(ValueError, match="Mode fan_sideways not supported"):  # errors are raised, never cached
+        S.resolve_spec(S.KaimingUniform(mode="fan_sideways"), (4, 4))
+    with pytest.raises(ValueError, match="Mode fan_sideways not supported"):
+        S.resolve_spec(S.KaimingUniform(mode="fan_sideways"), (4, 4))

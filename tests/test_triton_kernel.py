@@ -8,6 +8,7 @@ The CUDA section runs in this process when a GPU is there, and is skipped with t
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 import os
@@ -161,9 +162,29 @@ def _reference_checked(rows, dtype, seed) -> tuple[list[torch.Tensor], bool]:
 # ---- the interpreter run (this file executed as a script with TRITON_INTERPRET=1) ---------------------------
 
 
+def _fix_old_interpreter_index() -> None:
+    """Triton < 3.7's interpreter turns a scalar into an int with ``int(array of shape (1,))``, which NumPy >= 2.4
+    refuses, so every ``range(scalar, ...)`` in a kernel fails; Triton 3.7 squeezes first. Do the same on older ones
+    (the GPU machines have Triton 3.6 with NumPy 2.5). Compiled kernels are not affected."""
+    try:
+        from triton.runtime import interpreter as interp
+    except Exception:  # noqa: BLE001 - no usable triton: the checks report TRITON_ERROR
+        return
+    original = getattr(interp, "_patch_lang_tensor", None)
+    if original is None or "squeeze" in inspect.getsource(original):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    interp._patch_lang_tensor = patched
+
+
 def _interpreter_main() -> None:
     """Every interpreter check; prints one JSON object on the last line of stdout."""
     assert os.environ.get("TRITON_INTERPRET") == "1"
+    _fix_old_interpreter_index()
     from fastinit.kernels import triton_fill as TF
 
     res: dict = {"triton_error": TF.TRITON_ERROR, "equal": {}, "aligned": {}, "sqrt_faulty": False}
