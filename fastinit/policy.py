@@ -50,8 +50,11 @@ def tracked_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _owner(model: nn.Module, name: str) -> nn.Module:
+def _owner(model: nn.Module, name: str, modules: dict[str, nn.Module] | None = None) -> nn.Module:
+    """The module holding tensor ``name``; ``modules`` (every path -> module) saves walking the path."""
     prefix = name.rpartition(".")[0]
+    if modules is not None and prefix in modules:
+        return modules[prefix]
     return model.get_submodule(prefix) if prefix else model
 
 
@@ -227,11 +230,12 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     if prepare is not None:
         prepare(model, tracked)
     params = {n for n, _ in model.named_parameters()}
+    modules = dict(model.named_modules(remove_duplicate=False))
     out: list[Pending] = []
     need_default: list[str] = []
     unmatched: list[str] = []
     for name, t in tracked.items():
-        module = _owner(model, name)
+        module = _owner(model, name, modules)
         matched, action = rules.action_for(name, t, module)
         if not matched and name not in params:
             action = "default"  # buffers follow their module unless a rule says otherwise
@@ -255,7 +259,7 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
         raise ValueError("no rule matches these parameters (strict=True): " + ", ".join(unmatched))
     if need_default:
         wanted = set(need_default)
-        owners = {id(_owner(model, n)) for n in need_default}
+        owners = {id(_owner(model, n, modules)) for n in need_default}
 
         def owners_init(module: nn.Module) -> None:
             if id(module) in owners:
