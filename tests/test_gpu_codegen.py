@@ -103,8 +103,8 @@ def _compile(dtype: torch.dtype, block: int, num_warps: int, aligned: bool, rn: 
     key = (dtype, block, num_warps, aligned, rn)
     if key not in _COMPILED:
         TF, triton, GPUTarget, ASTSource = _triton_or_skip()
-        sig = {"buf": "*i64", "OUT_DTYPE": "constexpr", "BLOCK": "constexpr", "RN": "constexpr",
-               "ALIGNED": "constexpr"}
+        sig = {"buf": "*i64", "size_class": "i32", "OUT_DTYPE": "constexpr", "BLOCK": "constexpr",
+               "RN": "constexpr", "ALIGNED": "constexpr"}
         src = ASTSource(fn=TF._fill_group_kernel, signature=sig,
                         constexprs={"OUT_DTYPE": TF._TORCH_TO_TL[dtype], "BLOCK": block, "RN": rn,
                                     "ALIGNED": aligned})
