@@ -23,7 +23,8 @@ CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math"]
 # at::parallel_for is an inline OpenMP template: without -fopenmp it silently runs on one thread. The
 # extension then shares the libgomp torch has already loaded (same soname), so there is one runtime.
 OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
-# nvcc: -fmad=false, never --use_fast_math; the C++ standard is left to torch (C++20 for its headers).
+# nvcc: -fmad=false, never --use_fast_math; the C++ standard is left to torch (C++20 from torch 2.13, C++17
+# before: csrc/ is valid in both).
 NVCC_FLAGS = ["-O3", "-fmad=false", "-Xcompiler", "-ffp-contract=off"]
 
 

@@ -25,7 +25,7 @@ if [ ! -x "$NVCC" ]; then
   exit 2
 fi
 ARCH="${ARCH:-sm_90}"
-STD="${STD:-c++20}"  # what torch 2.13 headers want (setup.py lets torch pick it too); c++17 gives warnings
+STD="${STD:-c++20}"  # what torch 2.13 builds with (2.11 uses c++17, which compiles csrc/ too); setup.py lets torch pick
 OUT_OBJ="${OUT_OBJ:-$(mktemp /tmp/fastinit_fill_cuda.XXXXXX.o)}"
 
 mapfile -t INCLUDES < <("${PYTHON:-python3}" - <<'PY'
