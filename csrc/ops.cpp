@@ -94,4 +94,6 @@ std::vector<TensorJob> parse_fill_group(at::TensorList outs, const at::Tensor& t
 TORCH_LIBRARY(fastinit, m) {
   // outs are written in place (a!); table and params are read-only CPU tables (fastinit/tables.py).
   m.def("fill_group(Tensor(a!)[] outs, Tensor table, Tensor params, int seed) -> ()");
+  // Tests only: the CUDA kernel's code run on the host, at most max_grid blocks (fill_cuda_emulated.cpp).
+  m.def("_fill_group_cuda_emulated(Tensor(a!)[] outs, Tensor table, Tensor params, int seed, int max_grid) -> ()");
 }
