@@ -49,7 +49,7 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for spec in "llama-7b bfloat16" "gpt2-xl float32"; do
     set -- $spec
     step "end to end: python -m fastinit bench --model $1 --dtype $2 --device cuda"
-    "$PY" -m fastinit bench --model "$1" --dtype "$2" --device cuda \
+    "$PY" -m fastinit bench --model "$1" --dtype "$2" --device cuda --repeats 10 \
       --json "$RESULTS/gpu_apply_$1_$2.json" --markdown "$RESULTS/gpu_apply_$1_$2.md" || status=1
   done
 fi
