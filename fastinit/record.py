@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -206,13 +207,7 @@ class Recorder(TorchFunctionMode):
 
     def _recording(self, torch_name: str, original: Callable) -> Callable:
         """The recording stand-in for ``torch.nn.init.<torch_name>``."""
-
-        def init_fn(tensor, *args, **kwargs):
-            # Bookkeeping runs with this mode off the stack: each tensor method it calls (stride(), storage
-            # lookups) would otherwise go through __torch_function__ first.
-            return self._run_unrecorded(self.record_init, torch_name, original, tensor, *args, **kwargs)
-
-        return functools.wraps(original)(init_fn)
+        return functools.wraps(original)(functools.partial(_call_recording, self, torch_name, original))
 
     @contextlib.contextmanager
     def patch_init(self):
@@ -336,6 +331,26 @@ def _rename(kwargs: dict) -> dict:
     return out
 
 
+def _call_recording(recorder: Recorder, torch_name: str, original: Callable, tensor, *args, **kwargs):
+    # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
+    # would otherwise go through __torch_function__ first.
+    return recorder._run_unrecorded(recorder.record_init, torch_name, original, tensor, *args, **kwargs)
+
+
+_RECORDING_CODE = _call_recording.__code__
+
+
+def _stacklevel_of_init_caller() -> int:
+    """The ``stacklevel``, counted from the caller of this function, of the code that called the recording
+    stand-in of a ``torch.nn.init`` function: where torch's own warnings point (``Recorder._recording``)."""
+    f = sys._getframe(1)
+    level = 1
+    while f is not None and f.f_code is not _RECORDING_CODE:
+        f = f.f_back
+        level += 1
+    return level + 1 if f is not None else 1
+
+
 @functools.cache
 def _signature(fn: Callable) -> inspect.Signature:
     return inspect.signature(fn)
@@ -386,7 +401,7 @@ def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -
         spec = S.Constant(1.0)
     else:
         spec = S.BY_TORCH_NAME[torch_name](**a)
-    if S.warn_like_torch(spec, shape, stacklevel=4):
+    if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
         return None
     S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
     return spec

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastinit
 from fastinit import init
 from fastinit import specs as S
 
@@ -135,6 +136,40 @@ def test_trunc_normal_warning_equals_torch():
     with pytest.warns(UserWarning, match="mean is more than 2 std from") as rec:
         init.trunc_normal_(torch.empty(10), mean=5.0, std=1.0, a=-1.0, b=1.0, seed=1)
     assert rec[0].filename == __file__
+
+
+def _warnings_of(fn) -> list[tuple]:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fn()
+    return [(w.category, str(w.message), w.filename, w.lineno) for w in rec]
+
+
+def _zero_and_far_init(m):
+    if isinstance(m, torch.nn.Linear):
+        torch.nn.init.kaiming_normal_(m.weight, mode="fan_out")  # zero-element weight: warns
+        torch.nn.init.trunc_normal_(m.bias, mean=5.0, std=1.0, a=-1.0, b=1.0)  # mean far out: warns
+
+
+@pytest.mark.parametrize("policy", ["default", "callable"])
+def test_recorded_init_warns_where_torch_warns(policy):
+    """Warnings from recorded init code: torch's category and text, pointing at the same file and line.
+
+    Except where torch points into its own init.py (trunc_normal_'s warning has one frame too few): there
+    fastinit points at the caller, as fastinit.init.trunc_normal_ does.
+    """
+    fn = (lambda m: m.reset_parameters() if isinstance(m, torch.nn.Linear) else None) if policy == "default" \
+        else _zero_and_far_init
+    model = torch.nn.Sequential(torch.nn.Linear(0, 3))
+    eager = _warnings_of(lambda: model.apply(fn))
+    fused = _warnings_of(lambda: fastinit.apply(model, "default" if policy == "default" else fn))
+    assert len(eager) == (1 if policy == "default" else 2)
+    torch_init_py = torch.nn.init.__file__
+    for (cat, msg, file, line), got in zip(eager, fused, strict=True):
+        if file == torch_init_py:
+            assert got[:3] == (cat, msg, __file__), got
+        else:
+            assert got == (cat, msg, file, line)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int32])

@@ -430,3 +430,19 @@ def test_cuda_one_launch_per_group(dtype):
 
 if __name__ == "__main__" and "--interpreter-checks" in sys.argv:
     _interpreter_main()
+
+
+def test_import_warns_nothing():
+    """Importing the kernel module (which builds the autotuner) emits no warning, e.g. no Triton deprecation."""
+    code = ("import warnings, torch\n"
+            "try:\n    import triton, triton.testing\nexcept Exception:\n    pass\n"
+            "with warnings.catch_warnings(record=True) as rec:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastinit.kernels.triton_fill\n"
+            "print([f'{w.category.__name__}: {w.message}' for w in rec])\n")
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
