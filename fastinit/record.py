@@ -143,7 +143,7 @@ class Recorder(TorchFunctionMode):
                 self._flush(p)
 
     # -- torch.nn.init interception ------------------------------------------------------------
-    def record_init(self, torch_name: str, original: Callable, tensor, *args, **kwargs):
+    def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
         """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
         p, whole = self._target(tensor)
         if p is not None and not whole and p.spec is not None and torch_name in ("zeros_", "ones_", "constant_"):
@@ -197,7 +197,7 @@ class Recorder(TorchFunctionMode):
 
         return functools.partial(fill_global, p.tensor, region, float(value))
 
-    def _run_unrecorded(self, fn: Callable, *args, **kwargs):
+    def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
         # Running the original init while this mode is active would re-enter record_init through
         # its __torch_function__ hook; outside __torch_function__ the mode is still on the stack.
         if torch.overrides._get_current_function_mode() is self:
@@ -249,14 +249,14 @@ class Recorder(TorchFunctionMode):
                     out = func(*args, **kwargs)
             return out
         if func in _INIT_FUNCS:  # reached through a reference taken before patching
-            return self.record_init(_INIT_FUNCS[func], func, *args, **kwargs)
+            return _call_recording(self, _INIT_FUNCS[func], func, *args, **kwargs)
         if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
             # transformers patches torch.nn.init with flag-guarded copies while it initializes, so the
             # torch function's own __torch_function__ hook reports the guarded copy: honour its guard
             tensor = args[0] if args else kwargs.get("tensor")
             if getattr(tensor, "_is_hf_initialized", False):
                 return tensor
-            return self.record_init(func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
+            return _call_recording(self, func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
         first = args[0] if args else None
         p, whole = self._target(first)
         whole = whole and func is not _SETITEM  # w[i] = v writes part of w
@@ -331,7 +331,15 @@ def _rename(kwargs: dict) -> dict:
     return out
 
 
-def _call_recording(recorder: Recorder, torch_name: str, original: Callable, tensor, *args, **kwargs):
+def _call_recording(recorder: Recorder, torch_name: str, original: Callable, /, *args, **kwargs):
+    # Positional-only parameters all the way down, so that no keyword of the user's call can collide with ours:
+    # whatever torch.nn.init accepts is recorded, and a bad call gets torch's own TypeError (from _bind).
+    if args and "tensor" not in kwargs:
+        tensor, args = args[0], args[1:]
+    elif not args and "tensor" in kwargs:
+        tensor = kwargs.pop("tensor")
+    else:
+        return original(*args, **kwargs)  # no tensor, or two: Python refuses it with torch's message
     # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
     # would otherwise go through __torch_function__ first.
     return recorder._run_unrecorded(recorder.record_init, torch_name, original, tensor, *args, **kwargs)

@@ -525,7 +525,8 @@ def test_recorded_call_binding_matches_signature_bind(i):
 
 
 @pytest.mark.parametrize("args, kwargs", [((), {"bogus": 1}), ((0.0,), {"a": 1.0}), ((1, 2, 3, 4, 5), {}),
-                                          ((), {"nonlinearity": "relu", "tensor": None})])
+                                          ((), {"nonlinearity": "relu", "tensor": None}), ((), {"fn": 1}),
+                                          ((), {"original": 1}), ((), {"torch_name": "x"})])
 def test_bad_init_calls_raise_torchs_type_error(args, kwargs):
     """A bad call inside recorded init code raises the TypeError the eager call raises, with its message."""
     with pytest.raises(TypeError) as eager:
@@ -556,3 +557,17 @@ def test_resolved_specs_are_cached_by_value_and_sign():
         S.resolve_spec(S.KaimingUniform(mode="fan_sideways"), (4, 4))
     with pytest.raises(ValueError, match="Mode fan_sideways not supported"):
         S.resolve_spec(S.KaimingUniform(mode="fan_sideways"), (4, 4))
+
+
+def test_tensor_given_by_keyword_is_recorded():
+    """``init.fn(tensor=w, ...)`` is a valid torch call: it is recorded like the positional form."""
+    def kw(m):
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(tensor=m.weight, a=-0.5, b=0.25)
+
+    model = nn.Linear(8, 4)
+    tracked = tracked_tensors(model)
+    pending = {p.name: p for p in resolve_policy(model, kw, tracked, flush=lambda p: None)}
+    assert pending["weight"].spec == S.Uniform(-0.5, 0.25)
+    fastinit.apply(model, kw, seed=3)
+    assert model.weight.min() >= -0.5 and model.weight.max() < 0.25
