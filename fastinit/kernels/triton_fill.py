@@ -398,11 +398,16 @@ def pack_tables(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Ten
                      *r[6:10], *pb])
         vlens.append(vlen if numel else 0)
     chunk = _chunk_for(sum(vlens))
-    pmap = [(t << MAP_SHIFT) | c for t, vlen in enumerate(vlens) for c in range(-(-vlen // chunk))]
-    seed = T.to_signed64(seed)
+    # The program map, vectorized (tens of thousands of programs for a 7B model): program i of tensor t
+    # is (t << MAP_SHIFT) | i for i < ceil(vlen / chunk).
+    counts = torch.tensor([-(-v // chunk) for v in vlens], dtype=torch.int64)
+    n_prog = int(counts.sum())
+    owner = torch.repeat_interleave(torch.arange(len(vlens), dtype=torch.int64), counts)
+    first = torch.cumsum(counts, 0) - counts
+    pmap = (owner << MAP_SHIFT) | (torch.arange(n_prog, dtype=torch.int64) - first[owner])
     map_off = HDR + NCOL * len(rows)
-    flat = [seed, chunk, map_off] + [v for r in rows for v in r] + pmap
-    return Packed(torch.tensor(flat, dtype=torch.int64), len(pmap), aligned, _size_class(sum(vlens)))
+    head = torch.tensor([T.to_signed64(seed), chunk, map_off] + [v for r in rows for v in r], dtype=torch.int64)
+    return Packed(torch.cat([head, pmap]), n_prog, aligned, _size_class(sum(vlens)))
 
 
 def launch(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
