@@ -32,6 +32,9 @@ if [ "$MODE" = build ] || [ "$MODE" = all ]; then
     export TORCH_CUDA_ARCH_LIST
   fi
   export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+  # torch guesses CUDA_HOME from nvcc's path; an nvcc linked into /usr/local/bin makes that /usr/local,
+  # where no libcudart lies, and the link fails. Prefer the toolkit's own folder when there is one.
+  if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda/lib64 ]; then export CUDA_HOME=/usr/local/cuda; fi
   FASTINIT_CUDA=1 "$PY" setup.py -q build_ext --inplace 2>&1 | tee "$RESULTS/gpu_build.log" | tail -n 20 \
     || status=1
   "$PY" -m fastinit backends || status=1
