@@ -28,7 +28,7 @@ calculate_gain = S.calculate_gain
 def run_spec(tensor: Tensor, spec: S.Spec, *, seed: int | None, key: int, generator: torch.Generator | None = None,
              backend: str = "auto", name: str = "") -> Tensor:
     """Write ``spec`` into ``tensor`` (one-entry plan) and return it; a meta tensor is left alone, as torch does."""
-    spec.resolve(tuple(tensor.shape))  # argument errors first, as torch raises them
+    S.resolve_spec(spec, tuple(tensor.shape))  # argument errors first, as torch raises them (validate reuses it)
     if tensor.is_meta:
         return tensor
     if seed is None:

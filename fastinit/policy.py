@@ -50,12 +50,9 @@ def tracked_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _owner(model: nn.Module, name: str, modules: dict[str, nn.Module] | None = None) -> nn.Module:
-    """The module holding tensor ``name``; ``modules`` (every path -> module) saves walking the path."""
-    prefix = name.rpartition(".")[0]
-    if modules is not None and prefix in modules:
-        return modules[prefix]
-    return model.get_submodule(prefix) if prefix else model
+def _owner(modules: dict[str, nn.Module], name: str) -> nn.Module:
+    """The module holding tensor ``name``; ``modules`` is ``dict(model.named_modules(remove_duplicate=False))``."""
+    return modules[name.rpartition(".")[0]]
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -235,7 +232,7 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     need_default: list[str] = []
     unmatched: list[str] = []
     for name, t in tracked.items():
-        module = _owner(model, name, modules)
+        module = _owner(modules, name)
         matched, action = rules.action_for(name, t, module)
         if not matched and name not in params:
             action = "default"  # buffers follow their module unless a rule says otherwise
@@ -259,7 +256,7 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
         raise ValueError("no rule matches these parameters (strict=True): " + ", ".join(unmatched))
     if need_default:
         wanted = set(need_default)
-        owners = {id(_owner(model, n, modules)) for n in need_default}
+        owners = {id(_owner(modules, n)) for n in need_default}
 
         def owners_init(module: nn.Module) -> None:
             if id(module) in owners:

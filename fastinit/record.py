@@ -150,7 +150,7 @@ class Recorder(TorchFunctionMode):
             # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
             value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
             if value is None:
-                value = _signature(original).bind(tensor, *args, **kwargs).arguments["val"]
+                value = _bind(original, (tensor, *args), kwargs)["val"]
             p.post_ops.append(self._partial_fill(p, tensor, None, value,
                                                  functools.partial(original, tensor, *args, **kwargs)))
             return tensor
