@@ -2,9 +2,11 @@
 
     python bench/bench_host_overhead.py [--repeats 21] [--json PATH]
 
-Builds LLaMA-7B's and GPT-2-XL's module layouts (same modules and tensor count) at width 64, so that filling
-costs next to nothing and what is timed is the Python around it: recording each module's init, planning,
-building the tables and one launch per group. Rows: ``fastinit.apply`` with the default policy and with the
+Builds LLaMA-7B's and GPT-2-XL's module layouts (same modules and tensor count) at width 64, a
+DeepSeek-V3-shaped mixture of experts (61 layers, the first 3 dense, 256 routed experts and one shared expert
+per MoE layer, at width 16: about 47,000 tensors) and 5,000 ``nn.Linear(3, 2)`` (10,000 tiny tensors), so that
+filling costs next to nothing and what is timed is the Python around it: recording each module's init,
+planning, building the tables and one launch per group. Rows: ``fastinit.apply`` with the default policy and with the
 gpt2 preset, and the ``torch.nn.init`` loop (``model.apply(reset_parameters)``, what construction runs).
 Times are CPU time of this process (``time.process_time``: steadier than wall time on a shared machine),
 median and minimum over ``--repeats``, one thread.
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -30,10 +33,61 @@ import fastinit  # noqa: E402
 from fastinit.models import GPT2, GPT2Config, Llama, LlamaConfig  # noqa: E402
 from fastinit.policy import default_init  # noqa: E402
 
+
+class _Expert(nn.Module):
+    """A SwiGLU expert: gate, up and down projections without bias (DeepSeek-V3's MLP layout)."""
+
+    def __init__(self, d: int, d_ff: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, d_ff, bias=False)
+        self.up_proj = nn.Linear(d, d_ff, bias=False)
+        self.down_proj = nn.Linear(d_ff, d, bias=False)
+
+
+class _MoELayer(nn.Module):
+    """Attention projections (MLA-shaped: low-rank q and kv), two RMSNorms and a dense or routed MLP."""
+
+    def __init__(self, d: int, d_ff: int, experts: int, dense: bool):
+        super().__init__()
+        self.input_layernorm = nn.RMSNorm(d)
+        self.q_a_proj, self.q_b_proj = nn.Linear(d, d // 2, bias=False), nn.Linear(d // 2, d, bias=False)
+        self.kv_a_proj, self.kv_b_proj = nn.Linear(d, d // 2, bias=False), nn.Linear(d // 2, 2 * d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+        self.post_attention_layernorm = nn.RMSNorm(d)
+        if dense:
+            self.mlp = _Expert(d, 4 * d_ff)
+        else:
+            self.gate = nn.Linear(d, experts, bias=False)
+            self.experts = nn.ModuleList(_Expert(d, d_ff) for _ in range(experts))
+            self.shared_expert = _Expert(d, d_ff)
+
+
+def deepseek_v3_layout(d: int = 16, d_ff: int = 8, layers: int = 61, dense: int = 3, experts: int = 256) -> nn.Module:
+    """DeepSeek-V3's module layout (61 layers, 3 dense, 256 routed + 1 shared expert) at a tiny width."""
+    model = nn.Module()
+    model.embed_tokens = nn.Embedding(256, d)
+    model.layers = nn.ModuleList(_MoELayer(d, d_ff, experts, i < dense) for i in range(layers))
+    model.norm = nn.RMSNorm(d)
+    model.lm_head = nn.Linear(d, 256, bias=False)
+    return model
+
+
 LAYOUTS = {
     "llama-7b": lambda: Llama(LlamaConfig(d_model=64, d_ff=128, vocab=256, n_heads=4)),
     "gpt2-xl": lambda: GPT2(GPT2Config(d_model=64, vocab=256, ctx=64)),
+    "deepseek-v3 experts": deepseek_v3_layout,
+    "5000 x Linear(3, 2)": lambda: nn.Sequential(*[nn.Linear(3, 2) for _ in range(5000)]),
 }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _times(fn, repeats: int) -> list[float]:
@@ -46,12 +100,14 @@ def _times(fn, repeats: int) -> list[float]:
     return out
 
 
-def run(repeats: int) -> dict:
+def run(repeats: int, layouts: list[str] | None = None) -> dict:
     """Every row for every layout."""
     torch.set_num_threads(1)
-    res = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
+    res = {"machine": {"cpu": _cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__}, "repeats": repeats, "layouts": []}
     for name, make in LAYOUTS.items():
+        if layouts and name not in layouts:
+            continue
         model = make()
         n = sum(1 for _ in model.parameters())
         rows = {
@@ -67,7 +123,7 @@ def run(repeats: int) -> dict:
 
 def table(res: dict) -> str:
     """The results as a Markdown table."""
-    lines = ["| layout (width 64) | tensors | row | median ms | min ms | µs / tensor |",
+    lines = ["| layout | tensors | row | median ms | min ms | µs / tensor |",
              "|---|---:|---|---:|---:|---:|"]
     for lay in res["layouts"]:
         for row, r in lay["rows"].items():
@@ -81,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--layout", action="append", choices=sorted(LAYOUTS), help="only these layouts (repeatable)")
     args = ap.parse_args(argv)
-    res = run(args.repeats)
+    res = run(args.repeats, args.layout)
     print(table(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
