@@ -87,8 +87,10 @@ class AuditReport:
     headers = ("name", "shape", "dtype", "expected", "exp mean", "mean", "exp std", "std", "exp min", "min", "exp max",
                "max", "outside", "p", "verdict", "why")
 
-    def __init__(self, rows: list[AuditRow], alpha: float, threshold: float):
+    def __init__(self, rows: list[AuditRow], alpha: float, threshold: float,
+                 planned: list[PlannedTensor] | None = None):
         self.rows = rows
+        self.planned = planned or []
         self.alpha = alpha
         self.threshold = threshold  # the per-test p-value threshold
 
@@ -383,4 +385,4 @@ def audit(model: nn.Module, policy: Any = "default", *, alpha: float = 1e-3, sam
             randoms += fam in RANDOM_FAMILIES or fam == "sparse"
     threshold = alpha / (4 * max(randoms, 1))
     gen = torch.Generator().manual_seed(0)
-    return AuditReport([_audit_one(p, threshold, sample, gen) for p in planned], alpha, threshold)
+    return AuditReport([_audit_one(p, threshold, sample, gen) for p in planned], alpha, threshold, planned)
