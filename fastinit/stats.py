@@ -57,7 +57,14 @@ def moments(flat: torch.Tensor, centre: float = 0.0, low: float = -math.inf, hig
 
 
 def _neighbours(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next representable values below and above each element of ``x`` in its own dtype (as float64)."""
+    """The next representable values below and above each element of ``x`` in its own dtype (as float64).
+
+    16- and 32-bit floats step through their bit patterns (torch.nextafter has no bfloat16/float16 form);
+    float64 uses torch.nextafter (its patterns do not fit the int64 arithmetic below).
+    """
+    if x.dtype == torch.float64:
+        return torch.nextafter(x, torch.tensor(-math.inf, dtype=x.dtype)), \
+            torch.nextafter(x, torch.tensor(math.inf, dtype=x.dtype))
     ints = x.view(_INT_VIEW[x.dtype]).to(torch.int64)
     bits = {torch.int16: 16, torch.int32: 32, torch.int64: 64}[_INT_VIEW[x.dtype]]
     sign = 1 << (bits - 1)
