@@ -110,6 +110,16 @@ class ExplainReport:
         """The table as Markdown."""
         return markdown_table(self.headers, self._cells())
 
+    def plot(self, path: str, tensors: list[str] | None = None, max_panels: int = 12) -> int:
+        """Histograms of the tensors' current values with each spec's density over them, as a PNG at ``path``.
+
+        ``tensors``: name globs (default: the largest tensor of each distinct random distribution). Needs
+        matplotlib (ImportError saying how to install it otherwise); returns the number of panels.
+        """
+        from .plot import plot_histograms, select
+
+        return plot_histograms(select(self.planned, tensors, max_panels), path)
+
     def to_dicts(self) -> list[dict]:
         """One plain dict per row (JSON-serializable)."""
         return [asdict(r) for r in self.rows]

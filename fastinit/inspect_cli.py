@@ -78,12 +78,12 @@ def _print(report, args) -> None:
         print(report)
 
 
-def _plot(args, planned) -> int:
-    from .plot import INSTALL_HINT, plot_histograms, select
+def _plot(args, report) -> int:
+    from .plot import INSTALL_HINT
 
     globs = [g for g in (args.tensors or "").split(",") if g]
     try:
-        n = plot_histograms(select(planned, globs), args.plot)
+        n = report.plot(args.plot, globs)
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
@@ -105,7 +105,7 @@ def main(cmd: str, argv: list[str]) -> int:
             from .apply import apply
 
             apply(model, policy, seed=args.seed)
-            return _plot(args, report.planned)
+            return _plot(args, report)
         return 0
     from .audit import audit
 
@@ -118,5 +118,5 @@ def main(cmd: str, argv: list[str]) -> int:
     _print(report, args)
     rc = 1 if report.failed else 0
     if args.plot:
-        rc = max(rc, _plot(args, report.planned))
+        rc = max(rc, _plot(args, report))
     return rc

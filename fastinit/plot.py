@@ -55,10 +55,11 @@ def select(planned: Sequence[PlannedTensor], patterns: Sequence[str] | None = No
     return chosen[:max_panels]
 
 
-def plot_histograms(chosen: Sequence[tuple[PlannedTensor, Distribution]], path: str, bins: int = 60) -> int:
+def plot_histograms(chosen: Sequence[tuple[PlannedTensor, Distribution]], path: str, bins: int | None = None) -> int:
     """Write a PNG with one small panel per tensor: its values' histogram and the density the spec gives.
 
-    Returns the number of panels. Raises ImportError (with how to install it) without matplotlib.
+    ``bins`` None: √n bins, between 10 and 60. Returns the number of panels. Raises ImportError (with how
+    to install it) without matplotlib.
     """
     Figure, FigureCanvasAgg = _require_matplotlib()
     n = max(len(chosen), 1)
@@ -73,7 +74,8 @@ def plot_histograms(chosen: Sequence[tuple[PlannedTensor, Distribution]], path: 
         if x.numel() > _MAX_VALUES:  # a sample draws the same histogram
             x = x[torch.randint(0, x.numel(), (_MAX_VALUES,), generator=gen)]
         x = x.double()
-        ax.hist(x.numpy(), bins=bins, density=True, color="#9ecae1", edgecolor="none")
+        nb = bins or min(60, max(10, int(math.sqrt(x.numel()))))
+        ax.hist(x.numpy(), bins=nb, density=True, color="#9ecae1", edgecolor="none")
         lo, hi = float(x.min()), float(x.max())
         pad = 0.05 * (hi - lo or 1.0)
         grid = torch.linspace(lo - pad, hi + pad, 400, dtype=torch.float64)
