@@ -134,6 +134,11 @@ def explain(model: nn.Module, policy: Any = "default", *, backend: str = "auto")
     the init code reads while recording (which ``apply`` writes eagerly at that point) are marked
     ``eager`` with the note "written eagerly when init code reads it". There is no torch
     equivalent; it answers "what will ``model.apply(init_weights)`` do to each tensor?".
+
+    While it runs, the model's parameters and buffers are swapped for the stand-ins (and put back, with
+    the ``_is_hf_initialized`` flags, whatever happens): do not use the model from another thread
+    meanwhile. Tensors that init code reaches other than as a parameter or buffer of the model (a plain
+    tensor attribute) are not swapped. Init code that needs the values it reads raises RuntimeError.
     """
     planned = dry_run(model, policy, backend)
     return ExplainReport([_row(p) for p in planned], planned)

@@ -1,5 +1,6 @@
 """fastinit.audit: torch's own eager init passes against "default" for the whole zoo (and in low precision);
-each kind of wrong init is flagged; the statistics agree with scipy; sharded models audit their local shard."""
+each kind of wrong init is flagged; the statistics agree with scipy; sharded models audit their local shard
+(2 gloo ranks, forked as in test_sharding.py)."""
 
 from __future__ import annotations
 
@@ -298,7 +299,12 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         for sub in (m.up, m.emb):
             fully_shard(sub, mesh=mesh)
         fully_shard(m, mesh=mesh)
-        fastinit.apply(m, seed=11)
+        from test_explain import executed_entries, planned_entries
+
+        report = fastinit.explain(m)
+        with executed_entries() as seen:
+            fastinit.apply(m, seed=11)
+        same_plan = planned_entries(report) == seen and len(seen) > 0
         good = audit(m)
         with torch.no_grad():
             if rank == 1:
@@ -306,7 +312,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             if rank == 0:
                 m.emb.weight.to_local()[3, 0] = 1.0  # rank 0 holds the padding row
         bad = audit(m)
-        out = {"good": {r.name: (r.verdict, r.local_shard, r.shape, r.checked) for r in good},
+        out = {"same_plan": same_plan, "good": {r.name: (r.verdict, r.local_shard, r.shape, r.checked) for r in good},
                "bad": {r.name: r.verdict for r in bad}}
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -321,6 +327,7 @@ def test_dtensor_model_audits_its_local_shards(tmp_path):
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r in range(2):
+        assert res[r]["same_plan"]  # explain's plan of the local shards is the one apply executes
         good = res[r]["good"]
         assert all(v[0] == "ok" for v in good.values()), good
         assert good["up.weight"][1] and good["up.weight"][2] == (35, 32) and good["up.weight"][3] == 35 * 32

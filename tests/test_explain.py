@@ -42,15 +42,21 @@ def assert_untouched(model: nn.Module, snap: dict) -> None:
         assert torch.equal(now[n].detach(), values), f"{n} changed"
 
 
+def entry_facts(e) -> tuple:
+    """What an entry writes where: name, spec, resolved numbers, key, backend, global shape, shard map, memory."""
+    return (e.name, e.spec, e.resolved, e.key, e.backend, e.shape, e.shard, e.tensor.data_ptr(),
+            tuple(e.tensor.shape), tuple(e.tensor.stride()))
+
+
 @contextmanager
 def executed_entries():
-    """Every entry a real Plan.execute validated and wrote, in order: (name, spec, resolved, key, backend, shape)."""
+    """Every entry a real Plan.execute validated and wrote, in order (see entry_facts)."""
     seen = []
     original = Plan.execute
 
     def spy(self, seed, backend="auto"):
         out = original(self, seed, backend)
-        seen.extend((e.name, e.spec, e.resolved, e.key, e.backend, e.shape) for e in self.entries)
+        seen.extend(entry_facts(e) for e in self.entries)
         return out
 
     with mock.patch.object(Plan, "execute", spy):
@@ -61,9 +67,9 @@ def planned_entries(report) -> list:
     out = []
     for p in report.planned:
         for entries in p.flush_entries:
-            out.extend((e.name, e.spec, e.resolved, e.key, e.backend, e.shape) for e in entries)
+            out.extend(entry_facts(e) for e in entries)
     for p in report.planned:
-        out.extend((e.name, e.spec, e.resolved, e.key, e.backend, e.shape) for e in p.entries)
+        out.extend(entry_facts(e) for e in p.entries)
     return out
 
 
