@@ -208,7 +208,7 @@ def _expected(p: PlannedTensor, dist: Distribution) -> torch.Tensor | None:
             if not isinstance(op, functools.partial) or not hits:
                 raise _NotReplayable(f"a partial write after the spec cannot be replayed ({op!r})")
             moved()
-    return view.clone()
+    return view if view.is_contiguous() else view.contiguous()  # a fresh buffer already: no second copy
 
 
 def _local_slice(global_values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

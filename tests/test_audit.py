@@ -71,6 +71,16 @@ def test_presets_pass_when_the_model_was_initialized_with_them():
         assert report.ok, (policy, failed(report))
 
 
+def test_padding_rows_a_rule_zeroes_are_checked_exactly():
+    model = nn.Sequential(nn.Embedding(40, 16, padding_idx=7), nn.Linear(16, 16))
+    fastinit.apply(model, "bert", seed=2)  # N(0, 0.02) with the padding row zeroed after (a replayed post op)
+    report = audit(model, "bert")
+    assert report.ok and report["0.weight"].checked == 40 * 16
+    with torch.no_grad():
+        model[0].weight[7, 2] = 0.01
+    assert audit(model, "bert")["0.weight"].failed_tests == ("partial writes",)
+
+
 def test_a_large_tensor_passes_and_a_one_percent_std_error_is_seen():
     """The threshold does not move with size; the moment tests use every value."""
     w = nn.Embedding(1000, 1000)  # N(0, 1), a million values
