@@ -34,11 +34,14 @@ def _load(ref: str) -> Any:
 
 
 def _model(args, values: bool) -> nn.Module:
-    dtype = _DTYPES[args.dtype]
-    if ":" in args.model:
+    if ":" in args.model:  # the user's model, moved/cast only where asked to
         obj = _load(args.model)
         model = obj if isinstance(obj, nn.Module) else obj()
-        return model.to(device=args.device, dtype=dtype)
+        if args.device is not None:
+            model = model.to(device=args.device)
+        return model.to(dtype=_DTYPES[args.dtype]) if args.dtype is not None else model
+    dtype = _DTYPES[args.dtype or "float32"]
+    args.device = args.device or "cpu"
     if args.model not in MODELS:
         raise SystemExit(f"unknown model {args.model!r}; choose one of {sorted(MODELS)} or module:callable")
     if not values:
@@ -54,8 +57,9 @@ def _parser(cmd: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=f"python -m fastinit {cmd}", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gpt2-tiny", help=f"one of {', '.join(MODELS)}, or module:callable")
     ap.add_argument("--policy", default="default", help="'default', a preset name, 'hf', or module:callable")
-    ap.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", choices=sorted(_DTYPES),
+                    help="built-in shapes: float32 unless given; a module:callable model is cast only if given")
+    ap.add_argument("--device", help="built-in shapes: cpu unless given; a module:callable model moves only if given")
     ap.add_argument("--seed", type=int, default=0, help="seed of fastinit.apply where this command runs it")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")

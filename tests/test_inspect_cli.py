@@ -22,6 +22,10 @@ def bad_model() -> nn.Module:
     return m
 
 
+def bf16_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 8, dtype=torch.bfloat16))
+
+
 def tutorial_init(m: nn.Module) -> None:
     """A policy given as module:callable."""
     if isinstance(m, nn.Linear):
@@ -55,6 +59,13 @@ def test_audit_exit_status_and_module_callable(capsys):
     assert main(["audit", "--model", "gpt2-tiny", "--policy", "test_inspect_cli:tutorial_init",
                  "--init", "fastinit", "--markdown"]) == 0
     assert capsys.readouterr().out.startswith("| name |")
+
+
+def test_a_users_model_keeps_its_dtype_unless_asked(capsys):
+    assert main(["explain", "--model", "test_inspect_cli:bf16_model", "--json"]) == 0
+    assert {r["dtype"] for r in json.loads(capsys.readouterr().out)} == {"bfloat16"}
+    assert main(["explain", "--model", "test_inspect_cli:bf16_model", "--json", "--dtype", "float16"]) == 0
+    assert {r["dtype"] for r in json.loads(capsys.readouterr().out)} == {"float16"}
 
 
 def test_plot_writes_a_png(tmp_path, capsys):
