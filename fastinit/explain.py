@@ -33,6 +33,7 @@ class ExplainRow:
     gain: float | None = None
     key: int = 0  # the stream key (blake2b of the name)
     backend: str = ""  # the backend apply would use ('' for a meta tensor, which has none)
+    passed_over: tuple[str, ...] = ()  # why auto did not take the faster backends it tried first
     aliases: tuple[str, ...] = ()  # tied names, shown once under the first
     post_writes: int = 0  # partial constant writes replayed after the fused write (padding rows, ...)
     eager: bool = False  # written eagerly during recording because init code read it
@@ -69,6 +70,7 @@ def _row(p: PlannedTensor) -> ExplainRow:
     row = ExplainRow(name=p.name, shape=shape, dtype=str(t.dtype).replace("torch.", ""), device=str(t.device),
                      spec="" if spec is None else spec_call(spec), distribution="", key=key_for(p.name),
                      backend="+".join(dict.fromkeys(e.backend for e in entries if e.backend)),
+                     passed_over=tuple(dict.fromkeys(r for e in entries for r in e.passed_over)),
                      aliases=p.aliases, post_writes=len(p.final_post_ops), eager=bool(p.flushes), note=_note(p))
     if spec is not None:
         d = describe(spec, shape)

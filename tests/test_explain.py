@@ -232,6 +232,9 @@ def test_backend_choice_follows_apply_including_fallbacks():
     assert report["1.weight"].backend == "torch" and report["1.weight"].distribution == "orthogonal"
     ref = explain(model, backend="reference")
     assert {r.backend for r in ref} == {"reference"}
+    fastinit.apply(model, rules, seed=0)
+    torch_group = next(g for g in fastinit.last_report() if g.backend == "torch")
+    assert report["1.weight"].passed_over == torch_group.passed_over
 
 
 def test_report_as_data_markdown_and_text():
