@@ -9,8 +9,10 @@ from __future__ import annotations
 from . import init, specs
 from ._status import announce_fallbacks
 from .apply import apply, last_report
+from .audit import audit
 from .backends import backends
 from .deferred import empty_init, materialize
+from .explain import explain
 from .keys import key_for
 from .policy import PRESETS, Rules, preset
 from .specs import (
@@ -31,8 +33,8 @@ from .specs import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "apply", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for", "Rules", "preset",
-    "PRESETS",
+    "apply", "explain", "audit", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for",
+    "Rules", "preset", "PRESETS",
     "Constant", "Dirac", "Eye", "KaimingNormal", "KaimingUniform", "Normal", "Orthogonal", "Sparse", "TruncNormal",
     "Uniform", "XavierNormal", "XavierUniform",
 ]

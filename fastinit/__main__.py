@@ -1,4 +1,4 @@
-"""``python -m fastinit bench ...`` (see ``python -m fastinit bench --help``)."""
+"""``python -m fastinit bench|backends|explain|audit ...`` (see ``python -m fastinit <command> --help``)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch the sub-command; ``bench`` is the only one."""
+    """Dispatch the sub-command: ``bench``, ``backends``, ``explain`` or ``audit``."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m fastinit bench [--model gpt2-xl] [--dtype float32] [--policy default] [--device cpu]\n"
-              "       python -m fastinit backends")
+              "       python -m fastinit backends\n"
+              "       python -m fastinit explain [--model gpt2-tiny|module:callable] [--policy default]"
+              " [--dtype float32] [--plot FILE --tensors GLOB]\n"
+              "       python -m fastinit audit [--model ...] [--policy ...] [--init torch|fastinit] [--plot FILE]")
         return 0
     if argv[0] == "bench":
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[0] in ("explain", "audit"):
+        from .inspect_cli import main as inspect_main
+
+        return inspect_main(argv[0], argv[1:])
     if argv[0] == "backends":
         from .backends import backends
 
         for name, why in backends().items():
             print(f"{name:10s} {'available' if why is None else 'unavailable: ' + why}")
         return 0
-    print(f"unknown command {argv[0]!r}; try: python -m fastinit bench", file=sys.stderr)
+    print(f"unknown command {argv[0]!r}; try: python -m fastinit --help", file=sys.stderr)
     return 2
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fastinit needs on a fresh machine, then builds its C++ extension in place.
 #   torch 2.13.0 (CPU build) only where torch is absent; never upgrades an existing torch
-#   triton (its CPU interpreter runs the Triton kernel's tests here), test and bench dependencies
+#   triton (its CPU interpreter runs the Triton kernel's tests here), test and bench dependencies,
+#   matplotlib (optional: histograms of explain/audit --plot)
 #   the extension: pip install --no-build-isolation -e .   (FASTINIT_NO_EXT=1 skips the C++ build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ fi
 pip_install "numpy>=1.24" "scipy>=1.11" "pytest>=8" "pytest-benchmark>=4" "ruff>=0.6" "setuptools>=64" wheel
 # Optional: Hugging Face models for the "hf" policy tests (transformers does not require torch, so the pin stays).
 pip_install "transformers==5.23.0" || echo "setup: transformers could not be installed; the HF tests will be skipped"
+# Optional: matplotlib for `python -m fastinit explain|audit --plot` (it does not depend on torch either).
+pip_install "matplotlib>=3.7" || echo "setup: matplotlib could not be installed; --plot and its test will be skipped"
 so=$(ls fastinit/_C*.so 2>/dev/null | head -n 1 || true)
 # Up to date = the .so is newer than its sources, and the installed fastinit (imported from outside
 # the checkout, so the working directory cannot stand in for it) is this checkout's, with its _C.
