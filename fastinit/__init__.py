@@ -13,6 +13,7 @@ from .backends import backends
 from .deferred import empty_init, materialize
 from .keys import key_for
 from .policy import PRESETS, Rules, preset
+from .recording import recording
 from .specs import (
                     Constant,
                     Dirac,
@@ -31,8 +32,8 @@ from .specs import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "apply", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for", "Rules", "preset",
-    "PRESETS",
+    "apply", "recording", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for", "Rules",
+    "preset", "PRESETS",
     "Constant", "Dirac", "Eye", "KaimingNormal", "KaimingUniform", "Normal", "Orthogonal", "Sparse", "TruncNormal",
     "Uniform", "XavierNormal", "XavierUniform",
 ]

@@ -5,18 +5,23 @@ Under :class:`Recorder`, ``torch.nn.init.*`` calls and whole-tensor writes (``fi
 that touches a tensor with a pending spec sees exactly what eager code would have seen:
 
 - a write-only partial op (``weight[pad].zero_()``, ``w[0] = 1.0``) is kept, and replayed after the
-  fused write, in order;
+  fused write, in order (:mod:`fastinit.replay`);
 - a read (``w.mul_(2)``, ``w.erfinv_()``, ``w.sum()``) first *flushes* the pending spec: that tensor
-  is written now, with the very values the fused launch would have given it.
+  is written now, with the very values the fused launch would have given it;
+- a tensor the code allocates and initializes itself (a *temporary*: ``_ConvNd`` on a channels_last
+  weight, q/k/v parts of a fused qkv, ``torch.randn(...)``) gets fastinit's stream under a key derived
+  from its order among the temporaries, never torch's RNG; a whole same-shape copy of a pending
+  temporary into a tracked tensor passes the spec on (fused); any other whole copy counts as written;
+- ``generator=g`` makes that tensor's values depend on ``g.initial_seed()`` instead of the seed;
+- memory replaced while recording (``to_empty``, ``p.data = ...``, reassigned buffers) is followed
+  through the module attribute (:mod:`fastinit.identity`); memory left uninitialized is refused.
 
-``torch.nn.init`` functions are intercepted twice over: the module attributes are swapped while
-recording (so ``xavier_uniform_``, which has no ``__torch_function__`` hook, is seen whole), and a
-``TorchFunctionMode`` sees calls through other references and the tensor methods.
+How calls reach the recorder, through any reference and only in the recording thread, is
+:mod:`fastinit.intercept`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import sys
@@ -24,15 +29,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from . import replay as R
 from . import specs as S
-from .sharding import fill_global, is_dtensor, local_tensor
+from .backends.base import FUSED_DTYPES
+from .identity import FreshMemory, Slots, covers, storage_id
+from .intercept import INIT_NAMES, PRISTINE, TORCH_FUNCS, TRAMPOLINE_CODES, not_recording, recording_in_this_thread
+from .sharding import is_dtensor
 
-_INIT_NAMES = tuple(S.BY_TORCH_NAME) + ("zeros_", "ones_")
-_INIT_FUNCS = {getattr(torch.nn.init, n): n for n in _INIT_NAMES}
-_TORCH_INIT = {n: f for f, n in _INIT_FUNCS.items()}
+_INIT_NAMES = INIT_NAMES
+_INIT_FUNCS = {f: n for n, f in TORCH_FUNCS.items()}
 
 # Ops that only look at metadata or make views: they never read or write values.
 _PASSTHROUGH_METHODS = (
@@ -63,25 +72,17 @@ def _passthrough() -> set:
 
 
 _PASSTHROUGH = _passthrough()
-_FILL, _ZERO = torch.Tensor.fill_, torch.Tensor.zero_
-_UNIFORM, _NORMAL = torch.Tensor.uniform_, torch.Tensor.normal_
-_SETITEM, _COPY = torch.Tensor.__setitem__, torch.Tensor.copy_
 _GETITEM = torch.Tensor.__getitem__
-
-
-def _storage(t: torch.Tensor) -> int:
-    # A DTensor is a wrapper: its identity is the local shard's memory (which to_local() shares).
-    return local_tensor(t).untyped_storage()._cdata
-
-
-def _covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
-    if is_dtensor(view) or is_dtensor(whole):
-        if not (is_dtensor(view) and is_dtensor(whole)) or tuple(view.shape) != tuple(whole.shape) \
-                or tuple(view.placements) != tuple(whole.placements):
-            return False
-        view, whole = local_tensor(view), local_tensor(whole)
-    return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
-            and tuple(view.stride()) == tuple(whole.stride()))
+_DATA_SET = torch.Tensor.data.__set__
+#: allocations whose memory holds garbage until written
+_EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
+#: random factories: a temporary with this spec instead of torch's RNG (factory -> (spec, allocation))
+_RANDOM = {torch.randn: (S.Normal(0.0, 1.0), torch.empty), torch.rand: (S.Uniform(0.0, 1.0), torch.empty),
+           torch.randn_like: (S.Normal(0.0, 1.0), torch.empty_like),
+           torch.rand_like: (S.Uniform(0.0, 1.0), torch.empty_like)}
+#: ops that write every element they are given without reading it (what makes memory "written")
+_WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
+           torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
 @dataclass
@@ -95,46 +96,105 @@ class Pending:
     # DTensors only: a meta tensor of the global shape standing in for views of the DTensor (see
     # Recorder._shadow_getitem), so that partial constant writes can be replayed on the local shard.
     shadow: torch.Tensor | None = None
+    #: the stream seed for this tensor when the init call was given generator=g (g.initial_seed()); None: the run's
+    seed: int | None = None
+    #: a tensor the recorded code allocated itself (not a tracked one)
+    temporary: bool = False
+
+
+def generator_seed(generator: object) -> int | None:
+    """The stream seed a recorded call given ``generator=`` writes with: ``generator.initial_seed()``.
+
+    Deterministic and independent of call order and of how far the generator has advanced; the generator's
+    state is not consumed.
+    """
+    if generator is None:
+        return None
+    return int(generator.initial_seed())
 
 
 class Recorder(TorchFunctionMode):
     """Turns init calls on ``tracked`` tensors (name -> tensor) into specs; see the module docstring.
 
-    ``flush(pending)`` is called to write a pending spec eagerly when something reads it.
+    ``flush(pending)`` is called to write a pending spec eagerly when something reads it. ``model``
+    (optional) is where the tracked names live: with it, memory replaced while recording is followed
+    through the module attribute. ``written`` (optional) collects the names the code wrote in full
+    without a spec (whole copies), so a caller can count them as initialized.
     """
 
-    def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None]):
+    def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None], *,
+                 model: nn.Module | None = None, written: set[str] | None = None):
         super().__init__()
         self.by_storage: dict[int, Pending] = {}
+        self.by_name: dict[str, Pending] = {}
+        self._sid: dict[str, int] = {}
         for name, t in tracked.items():
-            self.by_storage.setdefault(_storage(t), Pending(name, t))
+            sid = storage_id(t)
+            if sid not in self.by_storage:
+                p = Pending(name, t)
+                self.by_storage[sid], self.by_name[name], self._sid[name] = p, p, sid
+        self.slots = Slots(model, list(self.by_name))
+        self.fresh = FreshMemory()
+        self.written: set[str] = written if written is not None else set()
+        self.flushed: set[str] = set()
+        self.temporaries: list[Pending] = []
+        self._coverage: dict[str, torch.Tensor] = {}
         self._flush_fn = flush
-        self._patched: list[tuple[str, Callable]] = []
+        self._outside: list = []
 
     # -- results -------------------------------------------------------------------------------
     def recorded(self) -> list[Pending]:
-        """Tracked tensors that got a spec, in tracking order."""
-        return [p for p in self.by_storage.values() if p.spec is not None]
+        """Tensors that got a spec: tracked ones in tracking order, then the temporaries still referenced.
+
+        Follows replaced memory one last time, and raises if a tracked tensor's memory was replaced by
+        uninitialized memory that nothing wrote (eager code would leave it holding garbage).
+        """
+        self._refresh(check_storage=True)
+        garbage = [p.name for p in self.by_name.values()
+                   if p.spec is None and p.name not in self.written and p.name not in self.flushed
+                   and self.fresh.holds(p.tensor)]
+        if garbage:
+            raise RuntimeError(
+                "fastinit: the recorded init code replaced the memory of these tensors with uninitialized memory "
+                "(to_empty, .data = torch.empty_like(...), a new empty buffer) and never wrote it, so they would "
+                f"hold garbage: {', '.join(garbage)}")
+        out = [p for p in self.by_name.values() if p.spec is not None]
+        # a temporary nothing references any more can never be looked at: writing it would be wasted work
+        # (2 references: Pending.tensor and getrefcount's argument)
+        out += [p for p in self.temporaries if p.spec is not None and sys.getrefcount(p.tensor) > 2]
+        return out
+
+    def initialized(self) -> set[str]:
+        """Tracked names the code gave a value: a spec, a flush, or writes covering every element."""
+        return {p.name for p in self.by_name.values() if p.spec is not None} | self.written | self.flushed
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _target(self, t) -> tuple[Pending | None, bool]:
-        """(the tracked tensor whose memory ``t`` views, whether ``t`` covers all of it)."""
+    def _target(self, t, follow: bool = False) -> tuple[Pending | None, bool]:
+        """(the tracked tensor whose memory ``t`` views, whether ``t`` covers all of it).
+
+        ``follow``: on a miss, look for memory replaced since (module attributes) before giving up.
+        """
         if not isinstance(t, torch.Tensor) or t.is_sparse:
             return None, False
-        p = self.by_storage.get(_storage(t))
+        p = self.by_storage.get(storage_id(t))
+        if p is None and follow and self._refresh():
+            p = self.by_storage.get(storage_id(t))
         if p is None:
             return None, False
-        return p, _covers(t, p.tensor)
+        return p, covers(t, p.tensor)
 
-    def _set(self, p: Pending, spec: S.Spec) -> None:
+    def _set(self, p: Pending, spec: S.Spec, generator: object = None) -> None:
         p.spec = spec
         p.post_ops = []
+        p.seed = generator_seed(generator)
 
     def _flush(self, p: Pending) -> None:
         if p.spec is not None:
             self._run_unrecorded(self._flush_fn, p)
             p.spec = None
             p.post_ops = []
+            if not p.temporary:
+                self.flushed.add(p.name)
 
     def _flush_touching(self, args, kwargs) -> None:
         for t in tree_flatten((args, kwargs))[0]:
@@ -142,33 +202,153 @@ class Recorder(TorchFunctionMode):
             if p is not None:
                 self._flush(p)
 
+    def _mark_written(self, p: Pending | None, view: torch.Tensor, whole: bool) -> None:
+        """``view`` of ``p`` was written now, eagerly: ``p`` counts as written once every element has been."""
+        self.fresh.written(view)
+        if p is None or p.temporary or p.name in self.written:
+            return
+        if whole:
+            self.written.add(p.name)
+            self._coverage.pop(p.name, None)
+            return
+        if is_dtensor(view) or view.is_meta:
+            return
+        with torch.no_grad():
+            n = p.tensor.untyped_storage().nbytes() // max(p.tensor.element_size(), 1)
+            mask = self._coverage.get(p.name)
+            if mask is None or mask.numel() != n:
+                mask = self._coverage[p.name] = torch.zeros(n, dtype=torch.bool)
+            mask.as_strided(view.shape, view.stride(), view.storage_offset()).fill_(True)
+            if mask.as_strided(p.tensor.shape, p.tensor.stride(), p.tensor.storage_offset()).all():
+                self.written.add(p.name)
+                del self._coverage[p.name]
+
+    # -- memory that moved ---------------------------------------------------------------------
+    def _repoint(self, p: Pending, t: torch.Tensor) -> None:
+        """``p``'s name now holds ``t`` (or ``p.tensor``'s memory was replaced): track the new memory."""
+        old = self._sid.get(p.name)
+        if old is not None and self.by_storage.get(old) is p:
+            del self.by_storage[old]
+        p.tensor = t
+        p.spec, p.post_ops, p.seed, p.shadow = None, [], None, None  # what the old memory would have held is gone
+        self.written.discard(p.name)
+        self.flushed.discard(p.name)
+        self._coverage.pop(p.name, None)
+        sid = storage_id(t)
+        other = self.by_storage.get(sid)
+        if other is not None and other.temporary and covers(t, other.tensor):
+            # the code initialized a tensor of its own and installed it (register_buffer, p.data = tmp)
+            p.spec, p.post_ops, p.seed = other.spec, other.post_ops, other.seed
+            other.spec, other.post_ops = None, []
+            self.temporaries.remove(other)
+        elif other is not None:
+            self._sid.pop(p.name, None)  # an alias of another tracked tensor: that one's entry writes the memory
+            return
+        self.by_storage[sid], self._sid[p.name] = p, sid
+
+    def _refresh(self, check_storage: bool = False) -> bool:
+        """Follow module attributes that now hold other tensors (or other memory); True if any did."""
+        moved = False
+        for name in self.slots.names():
+            p = self.by_name[name]
+            cur = self.slots.current(name)
+            if cur is None:
+                continue
+            if cur is not p.tensor or (check_storage and self._sid.get(name) is not None
+                                       and storage_id(cur) != self._sid[name]):
+                self._repoint(p, cur)
+                moved = True
+        return moved
+
+    def _adoptable(self, t) -> bool:
+        return (isinstance(t, torch.Tensor) and not t.is_meta and not is_dtensor(t) and not t.is_sparse
+                and t.dtype in FUSED_DTYPES and t.layout == torch.strided)
+
+    def _adopt(self, t: torch.Tensor) -> Pending:
+        """Track ``t``, a tensor the recorded code allocated itself, as a temporary."""
+        p = Pending(f"<temporary {len(self.temporaries)}>", t, temporary=True)
+        self.temporaries.append(p)
+        self.by_storage[storage_id(t)] = p
+        return p
+
     # -- torch.nn.init interception ------------------------------------------------------------
+    def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
+        """Where :func:`fastinit.intercept.dispatch` hands this thread's ``torch.nn.init`` calls."""
+        # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
+        # would otherwise go through __torch_function__ first.
+        return self._run_unrecorded(self.record_init, torch_name, original, *args, **kwargs)
+
     def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
         """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
-        p, whole = self._target(tensor)
+        p, whole = self._target(tensor, follow=True)
+        if p is None and self._adoptable(tensor):
+            p, whole = self._adopt(tensor), True
         if p is not None and not whole and p.spec is not None and torch_name in ("zeros_", "ones_", "constant_"):
             # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
             value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
             if value is None:
                 value = _bind(original, (tensor, *args), kwargs)["val"]
-            p.post_ops.append(self._partial_fill(p, tensor, None, value,
-                                                 functools.partial(original, tensor, *args, **kwargs)))
+            p.post_ops.append(R.partial_fill(p, tensor, None, value,
+                                             functools.partial(original, tensor, *args, **kwargs)))
             return tensor
-        if p is not None and self._is_shadow(p, tensor):
-            raise _shadow_error(p)
-        if p is None or not whole:
-            if p is not None:
-                self._flush(p)
-            return self._run_unrecorded(original, tensor, *args, **kwargs)
-        spec = _spec_from_call(torch_name, original, tensor, args, kwargs)
+        if p is not None and R.is_shadow(p, tensor):
+            raise R.shadow_error(p)
+        if p is not None and not whole:
+            self._flush(p)
+            out = self._write_view_now(p, torch_name, original, tensor, args, kwargs)
+            self._mark_written(p, tensor, whole=False)
+            return out
+        if p is None:
+            out = original(tensor, *args, **kwargs)
+            self.fresh.written(tensor)
+            return out
+        spec, generator = _spec_from_call(torch_name, original, tensor, args, kwargs)
         if spec is not None:
-            self._set(p, spec)
+            self._set(p, spec, generator)
         return tensor
 
-    # -- DTensor views -------------------------------------------------------------------------
-    def _is_shadow(self, p: Pending, t) -> bool:
-        return p.shadow is not None and isinstance(t, torch.Tensor) and t.is_meta and _storage(t) == _storage(p.shadow)
+    def _write_view_now(self, p: Pending, torch_name: str, original: Callable, view, args, kwargs):
+        """An init call on part of a tracked tensor (``normal_(w[:d])``): write it now, on fastinit's stream.
 
+        Its key comes from the tensor's name and the view's place in it, so it is deterministic and
+        differs from every other view's.
+        """
+        if not self._adoptable(view):
+            return original(view, *args, **kwargs)
+        spec, generator = _spec_from_call(torch_name, original, view, args, kwargs)
+        if spec is None:
+            return view
+        name = f"{p.name}[offset {view.storage_offset()}, shape {tuple(view.shape)}, stride {tuple(view.stride())}]"
+        part = Pending(name, view, spec, seed=generator_seed(generator), temporary=True)
+        self._flush_fn(part)
+        return view
+
+    def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
+        # Running torch's own code while this mode is active would come back here through __torch_function__
+        # (and through the stand-ins); outside __torch_function__ the mode is still on the stack.
+        with not_recording():
+            if torch.overrides._get_current_function_mode() is self:
+                with torch.overrides._pop_mode_temporarily():
+                    return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
+
+    def __enter__(self):
+        cm = recording_in_this_thread(self)
+        cm.__enter__()
+        self._outside.append(cm)
+        try:
+            return super().__enter__()
+        except BaseException:
+            self._outside.pop().__exit__(*sys.exc_info())
+            raise
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._outside.pop().__exit__(*exc)
+
+    # -- DTensor views -------------------------------------------------------------------------
     def _shadow_getitem(self, p: Pending, index):
         """``dtensor[index]`` while ``dtensor`` has a pending spec: a view of its meta shadow.
 
@@ -179,59 +359,8 @@ class Recorder(TorchFunctionMode):
         """
         if p.shadow is None:
             p.shadow = torch.empty(tuple(p.tensor.shape), dtype=p.tensor.dtype, device="meta")
-            self.by_storage[_storage(p.shadow)] = p
+            self.by_storage[storage_id(p.shadow)] = p
         return p.shadow[index]  # inside __torch_function__ this mode is already off
-
-    def _partial_fill(self, p: Pending, view, index, value, eager: Callable[[], object]) -> Callable[[], object]:
-        """The post op writing constant ``value`` into ``view`` (or ``view[index]``) of a pending tensor.
-
-        ``eager`` is the recorded call itself, replayed as is on a plain tensor.
-        """
-        if not self._is_shadow(p, view):
-            return eager
-        shape, stride, offset = tuple(view.shape), tuple(view.stride()), view.storage_offset()
-
-        def region(g: torch.Tensor) -> torch.Tensor:
-            v = g.as_strided(shape, stride, offset)
-            return v[index] if index is not None else v
-
-        return functools.partial(fill_global, p.tensor, region, float(value))
-
-    def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
-        # Running the original init while this mode is active would re-enter record_init through
-        # its __torch_function__ hook; outside __torch_function__ the mode is still on the stack.
-        if torch.overrides._get_current_function_mode() is self:
-            with torch.overrides._pop_mode_temporarily():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    def _recording(self, torch_name: str, original: Callable) -> Callable:
-        """The recording stand-in for ``torch.nn.init.<torch_name>``."""
-        return functools.wraps(original)(functools.partial(_call_recording, self, torch_name, original))
-
-    @contextlib.contextmanager
-    def patch_init(self):
-        """Swap the ``torch.nn.init`` functions for recording ones while inside."""
-        init = torch.nn.init
-        saved = {n: getattr(init, n) for n in _INIT_NAMES}
-        for n, fn in saved.items():
-            setattr(init, n, self._recording(n, fn))
-        try:
-            yield
-        finally:
-            for n, fn in saved.items():
-                setattr(init, n, fn)
-
-    def __enter__(self):
-        self._patch_cm = self.patch_init()
-        self._patch_cm.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            self._patch_cm.__exit__(*exc)
 
     # -- every other torch call ----------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -244,134 +373,108 @@ class Recorder(TorchFunctionMode):
             out = func(*args, **kwargs)
             if func in _MAYBE_COPY and isinstance(out, torch.Tensor) and args:
                 p, _ = self._target(args[0])
-                if p is not None and p.spec is not None and _storage(out) != _storage(args[0]):
+                if p is not None and p.spec is not None and storage_id(out) != storage_id(args[0]):
                     self._flush(p)
                     out = func(*args, **kwargs)
             return out
-        if func in _INIT_FUNCS:  # reached through a reference taken before patching
-            return _call_recording(self, _INIT_FUNCS[func], func, *args, **kwargs)
-        if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
-            # transformers patches torch.nn.init with flag-guarded copies while it initializes, so the
-            # torch function's own __torch_function__ hook reports the guarded copy: honour its guard
-            tensor = args[0] if args else kwargs.get("tensor")
-            if getattr(tensor, "_is_hf_initialized", False):
-                return tensor
-            return _call_recording(self, func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
+        if func in _INIT_FUNCS:  # torch's own hook, should a caller reach it: the same as the stand-in
+            name = _INIT_FUNCS[func]
+            return self._run_unrecorded(self.record_init, name, PRISTINE[name], *args, **kwargs) if args \
+                else func(**kwargs)
+        if func in _EMPTY:
+            out = func(*args, **kwargs)
+            self.fresh.add(out)
+            return out
+        if func in _RANDOM:
+            return self._random_factory(func, args, kwargs)
+        if func == _DATA_SET:
+            return self._set_data(func, args, kwargs)
         first = args[0] if args else None
-        p, whole = self._target(first)
-        whole = whole and func is not _SETITEM  # w[i] = v writes part of w
+        p, whole = self._target(first, follow=func in _WRITES)
+        whole = whole and func is not R.SETITEM  # w[i] = v writes part of w
+        if p is None and whole is False and func in (R.UNIFORM, R.NORMAL) and self._adoptable(first) \
+                and not kwargs.get("out"):
+            p, whole = self._adopt(first), True  # t = torch.empty(...).normal_(): a temporary
         if p is not None:
             rest = (args[1:], kwargs)
             reads_pending = any(self._target(t)[0] is not None and self._target(t)[0].spec is not None
                                 for t in tree_flatten(rest)[0])
+            if func is R.COPY and whole and self._take_over(p, args, kwargs):
+                return first
             if not reads_pending:
-                spec = _spec_from_method(func, args, kwargs) if whole else None
+                spec, generator = R.spec_from_method(func, args, kwargs) if whole else (None, None)
                 if spec is not None:
-                    self._set(p, spec)
+                    self._set(p, spec, generator)
                     return first
-                if whole and func is _COPY:
-                    p.spec, p.post_ops = None, []  # fully overwritten by data that does not depend on it
-                    return func(*args, **kwargs)
-                if not whole and p.spec is not None and _write_only(func, args, kwargs):
-                    if self._is_shadow(p, first):
-                        index = args[1] if func is _SETITEM else None
-                        value = 0.0 if func is _ZERO else args[-1]
-                        p.post_ops.append(self._partial_fill(p, first, index, value,
-                                                             functools.partial(func, *args, **kwargs)))
+                if whole and func is R.COPY:
+                    p.spec, p.post_ops, p.seed = None, [], None  # overwritten by data that does not depend on it
+                    out = func(*args, **kwargs)
+                    self._mark_written(p, first, whole=True)
+                    return out
+                if not whole and p.spec is not None and R.write_only(func, args, kwargs):
+                    if R.is_shadow(p, first):
+                        index = args[1] if func is R.SETITEM else None
+                        value = 0.0 if func is R.ZERO else args[-1]
+                        p.post_ops.append(R.partial_fill(p, first, index, value,
+                                                         functools.partial(func, *args, **kwargs)))
                     else:
                         p.post_ops.append(functools.partial(func, *args, **kwargs))
-                    return first if func is not _SETITEM else None
-            if self._is_shadow(p, first) or any(self._is_shadow(p, t) for t in tree_flatten(rest)[0]):
-                raise _shadow_error(p)
+                    return first if func is not R.SETITEM else None
+            if R.is_shadow(p, first) or any(R.is_shadow(p, t) for t in tree_flatten(rest)[0]):
+                raise R.shadow_error(p)
         self._flush_touching(args, kwargs)
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if func in _WRITES and isinstance(first, torch.Tensor):
+            self._after_write(p, func, args, whole)
+        return out
 
+    def _after_write(self, p: Pending | None, func, args, whole: bool) -> None:
+        first = args[0]
+        if p is None or func is not R.SETITEM:
+            self._mark_written(p, first, whole)
+            return
+        region = first[args[1]]  # w[i] = v: mark what a view indexes (advanced indexing copies: not counted)
+        if storage_id(region) == storage_id(first):
+            self._mark_written(p, region, covers(region, p.tensor))
 
-def _shadow_error(p: Pending) -> NotImplementedError:
-    return NotImplementedError(
-        f"{p.name} is a sharded DTensor with a recorded spec, and the init code reads part of it "
-        "(e.g. w[i].mul_(2)). fastinit replays only constant writes to parts of a sharded tensor; "
-        "initialize it with a policy of specs (fastinit.Rules) or without the partial read.")
+    def _take_over(self, p: Pending, args, kwargs) -> bool:
+        """``tracked.copy_(tmp)`` of a whole pending temporary of the same shape and dtype: ``tracked`` gets its spec.
 
-
-def _write_only(func, args, kwargs) -> bool:
-    """Ops that overwrite part of a tensor with a constant, reading nothing of it."""
-    if func is _ZERO:
+        The temporary is renamed after the tensor, so should it be read later it holds the same values.
+        """
+        src = args[1] if len(args) > 1 else kwargs.get("src")
+        sp, swhole = self._target(src)
+        dst = args[0]
+        if sp is None or not sp.temporary or not swhole or sp.spec is None or sp.post_ops or is_dtensor(dst) \
+                or tuple(src.shape) != tuple(dst.shape) or src.dtype != dst.dtype or sp is p:
+            return False
+        p.spec, p.post_ops, p.seed = sp.spec, [], sp.seed
+        sp.name = p.name
         return True
-    if func is _FILL:
-        return len(args) > 1 and isinstance(args[1], (bool, int, float))
-    if func is _SETITEM:
-        return len(args) > 2 and isinstance(args[2], (bool, int, float))
-    return False
 
+    def _set_data(self, func, args, kwargs):
+        """``t.data = new``: the tensor object stays, its memory is ``new``'s."""
+        target = args[0] if args else None
+        p = self.by_storage.get(storage_id(target)) if isinstance(target, torch.Tensor) else None
+        if p is not None and p.tensor is not target:
+            p = None  # a view's or an alias's .data: the tracked tensor keeps its memory
+        out = func(*args, **kwargs)
+        if p is not None:
+            self._repoint(p, target)
+        return out
 
-def _spec_from_method(func, args, kwargs) -> S.Spec | None:
-    """A whole-tensor ``fill_``/``zero_``/``uniform_``/``normal_`` as a spec (None if it is none of those)."""
-    if func is _ZERO:
-        return S.Constant(0.0)
-    if func is _FILL and len(args) > 1 and isinstance(args[1], (bool, int, float)):
-        return S.Constant(float(args[1]))
-    if func is _UNIFORM:
-        bound = inspect.signature(lambda a=0.0, b=1.0, *, generator=None: None).bind(*args[1:], **_rename(kwargs))
-        bound.apply_defaults()
-        return S.Uniform(float(bound.arguments["a"]), float(bound.arguments["b"]))
-    if func is _NORMAL:
-        bound = inspect.signature(lambda mean=0.0, std=1.0, *, generator=None: None).bind(*args[1:], **kwargs)
-        bound.apply_defaults()
-        return S.Normal(float(bound.arguments["mean"]), float(bound.arguments["std"]))
-    return None
-
-
-def _rename(kwargs: dict) -> dict:
-    out = dict(kwargs)
-    if "from" in out:
-        out["a"] = out.pop("from")
-    if "to" in out:
-        out["b"] = out.pop("to")
-    return out
-
-
-def _call_recording(recorder: Recorder, torch_name: str, original: Callable, /, *args, **kwargs):
-    # Positional-only parameters all the way down, so that no keyword of the user's call can collide with ours:
-    # whatever torch.nn.init accepts is recorded, and a bad call gets torch's own TypeError (from _bind).
-    if args and "tensor" not in kwargs:
-        tensor, args = args[0], args[1:]
-    elif not args and "tensor" in kwargs:
-        tensor = kwargs.pop("tensor")
-    else:
-        return original(*args, **kwargs)  # no tensor, or two: Python refuses it with torch's message
-    # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
-    # would otherwise go through __torch_function__ first.
-    return recorder._run_unrecorded(recorder.record_init, torch_name, original, tensor, *args, **kwargs)
-
-
-_RECORDING_CODE = _call_recording.__code__
-
-
-def _stacklevel_of_init_caller() -> int:
-    """The ``stacklevel``, counted from the caller of this function, of the code that called the recording
-    stand-in of a ``torch.nn.init`` function: where torch's own warnings point (``Recorder._recording``)."""
-    f = sys._getframe(1)
-    level = 1
-    while f is not None and f.f_code is not _RECORDING_CODE:
-        f = f.f_back
-        level += 1
-    return level + 1 if f is not None else 1
-
-
-@functools.cache
-def _signature(fn: Callable) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-@functools.cache
-def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
-    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
-    params = _signature(fn).parameters.values()
-    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
-        return (), {}, frozenset()
-    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
-            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
+    def _random_factory(self, func, args, kwargs):
+        """``torch.randn(...)``/``rand``/``*_like`` inside recorded code: a temporary on fastinit's stream."""
+        spec, alloc = _RANDOM[func]
+        kw = dict(kwargs)
+        generator = kw.pop("generator", None)
+        self._flush_touching(args, kwargs)
+        out = alloc(*args, **kw)
+        if not self._adoptable(out) or kw.get("out") is not None:
+            return func(*args, **kwargs)
+        p = self._adopt(out)
+        self._set(p, spec, generator)
+        return out
 
 
 def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
@@ -397,11 +500,41 @@ def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
     return dict(bound.arguments)
 
 
-def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> S.Spec | None:
-    """The spec of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and warnings."""
+@functools.cache
+def _signature(fn: Callable) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+@functools.cache
+def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
+    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
+    params = _signature(fn).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        return (), {}, frozenset()
+    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
+            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
+
+
+def _stacklevel_of_init_caller() -> int:
+    """The ``stacklevel``, counted from the caller of this function, of the code that called a ``torch.nn.init``
+    function (whose stand-in's frame runs one of :data:`fastinit.intercept.TRAMPOLINE_CODES`): where torch's own
+    warnings point."""
+    f = sys._getframe(1)
+    level = 1
+    while f is not None and f.f_code not in TRAMPOLINE_CODES:
+        f = f.f_back
+        level += 1
+    return level + 1 if f is not None else 1
+
+
+def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> tuple[S.Spec | None, object]:
+    """(spec, generator=) of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and
+    warnings; the spec is None when torch would return without writing."""
     a = _bind(original, (tensor, *args), kwargs)
     a.pop("tensor", None)
-    a.pop("generator", None)
+    generator = a.pop("generator", None)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        original(tensor, *args, **kwargs)  # torch refuses it with its own TypeError before writing
     shape = tuple(tensor.shape)
     if torch_name == "zeros_":
         spec: S.Spec = S.Constant(0.0)
@@ -410,6 +543,6 @@ def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -
     else:
         spec = S.BY_TORCH_NAME[torch_name](**a)
     if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
-        return None
+        return None, None
     S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
-    return spec
+    return spec, generator
