@@ -177,7 +177,9 @@ class Recorder(TorchFunctionMode):
         if not isinstance(t, torch.Tensor) or t.is_sparse:
             return None, False
         p = self.by_storage.get(storage_id(t))
-        if p is None and follow and self._refresh():
+        # memory allocated inside the block is no tracked tensor yet (one installed later, register_buffer, is
+        # found by the last refresh): no need to look
+        if p is None and follow and not self.fresh.holds(t) and self._refresh():
             p = self.by_storage.get(storage_id(t))
         if p is None:
             return None, False
@@ -191,6 +193,7 @@ class Recorder(TorchFunctionMode):
     def _flush(self, p: Pending) -> None:
         if p.spec is not None:
             self._run_unrecorded(self._flush_fn, p)
+            self.fresh.written(p.tensor)
             p.spec = None
             p.post_ops = []
             if not p.temporary:
@@ -239,11 +242,15 @@ class Recorder(TorchFunctionMode):
         if other is not None and other.temporary and covers(t, other.tensor):
             # the code initialized a tensor of its own and installed it (register_buffer, p.data = tmp)
             p.spec, p.post_ops, p.seed = other.spec, other.post_ops, other.seed
+            if p.spec is None:
+                self.written.add(p.name)  # the temporary was written already (read, so flushed, or copied into)
             other.spec, other.post_ops = None, []
             self.temporaries.remove(other)
         elif other is not None:
             self._sid.pop(p.name, None)  # an alias of another tracked tensor: that one's entry writes the memory
             return
+        elif not self.fresh.holds(t) and not t.is_meta:
+            self.written.add(p.name)  # values the code computed (a rotary cache, p.data = torch.log(A)): its own
         self.by_storage[sid], self._sid[p.name] = p, sid
 
     def _refresh(self, check_storage: bool = False) -> bool:

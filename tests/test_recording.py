@@ -296,6 +296,41 @@ def test_parameter_written_by_copy_counts_as_initialized_by_materialize():
     assert torch.equal(meta.pos.detach(), Sinusoids().pos.detach())  # eager construction, bitwise
 
 
+def test_random_factories_in_init_code_are_temporaries_on_the_stream():
+    def init_fn(m):
+        if isinstance(m, nn.Linear):
+            m.weight.data = torch.randn(m.weight.shape) * 0.02  # reads the temporary: written on the spot
+
+    values = under_two_seeds(lambda: nn.Sequential(nn.Linear(6, 5, bias=False)),
+                             lambda m: fastinit.apply(m, init_fn, seed=9))
+    assert torch.equal(values["0.weight"], stream((5, 6), "normal_", "<temporary 0>", 9) * 0.02)
+
+
+class MambaLike(nn.Module):
+    """Mamba style: A_log reassigned as a new Parameter computed from arange; a recomputed (rotary) buffer."""
+
+    def __init__(self, n=4, d=6):
+        super().__init__()
+        self.n, self.d = n, d
+        self.A_log = nn.Parameter(torch.empty(d, n))
+        self.register_buffer("inv_freq", torch.empty(n), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        a = torch.arange(1, self.n + 1, dtype=torch.float32).repeat(self.d, 1)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.inv_freq = 1.0 / (10000 ** (torch.arange(self.n, dtype=torch.float32) / self.n))
+
+
+def test_reassigned_parameter_with_computed_values_counts_as_initialized():
+    with fastinit.empty_init(keep_numel=0):
+        meta = MambaLike()
+    fastinit.materialize(meta, "cpu", seed=0)
+    eager = MambaLike()
+    assert torch.equal(meta.A_log.detach(), eager.A_log.detach())
+    assert torch.equal(meta.inv_freq, eager.inv_freq)
+
+
 # ---- 5. generator= -----------------------------------------------------------------------------------
 
 def _two_inits(m, gen_seed, order):
