@@ -269,13 +269,14 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
                 default_init(module)
 
         def flush_wanted(p: Pending) -> None:
-            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init
-            if p.name in wanted:
+            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init;
+            # the init code's own temporaries are always written when it reads them
+            if (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None):
                 flush(p)
 
         by_default: set[str] = set()
         out.extend(p for p in record_callable(model, owners_init, tracked, flush_wanted, written=by_default)
-                   if p.name in wanted)
+                   if p.name in wanted or (p.temporary and p.part_of is None))
         if written is not None:
             written.update(by_default & wanted)
     return out

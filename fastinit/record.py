@@ -98,8 +98,10 @@ class Pending:
     shadow: torch.Tensor | None = None
     #: the stream seed for this tensor when the init call was given generator=g (g.initial_seed()); None: the run's
     seed: int | None = None
-    #: a tensor the recorded code allocated itself (not a tracked one)
+    #: a tensor the recorded code allocated itself (not a tracked one), or a part of a tracked one written on its own
     temporary: bool = False
+    #: for a part of a tracked tensor written on its own (``normal_(w[:d])``): that tensor's name
+    part_of: str | None = None
 
 
 def generator_seed(generator: object) -> int | None:
@@ -326,7 +328,7 @@ class Recorder(TorchFunctionMode):
         if spec is None:
             return view
         name = f"{p.name}[offset {view.storage_offset()}, shape {tuple(view.shape)}, stride {tuple(view.stride())}]"
-        part = Pending(name, view, spec, seed=generator_seed(generator), temporary=True)
+        part = Pending(name, view, spec, seed=generator_seed(generator), temporary=True, part_of=p.name)
         self._flush_fn(part)
         return view
 

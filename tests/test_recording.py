@@ -55,7 +55,7 @@ def under_two_seeds(make, run) -> dict[str, torch.Tensor]:
         assert report and all(r.backend != "torch" for r in report), report
         values = state(model)
         for n, v in values.items():
-            assert not (v == SENTINEL).any(), f"{n} left unwritten"
+            assert n.endswith("left_alone") or not (v == SENTINEL).any(), f"{n} left unwritten"
         results.append(values)
     for n in results[0]:
         assert torch.equal(results[0][n], results[1][n]), n
@@ -272,6 +272,31 @@ def test_fused_qkv_from_temporaries_gets_the_stream_and_counts_as_written():
         meta = nn.Sequential(FusedQKV())
     fastinit.materialize(meta, "cpu", seed=6)  # the copy wrote all of it: no "the policy gives no value"
     assert torch.equal(meta[0].wqkv.detach(), w)
+
+
+def test_temporaries_under_rules_default_are_written_and_parts_follow_the_rule():
+    class PartInit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.empty(8, 4))
+            self.left_alone = nn.Parameter(torch.full((6, 4), 7.0))
+
+        def reset_parameters(self):
+            nn.init.normal_(self.w[:4], std=0.5)  # parts of a tensor, each written on its own
+            nn.init.normal_(self.w[4:], std=2.0)
+            nn.init.normal_(self.left_alone[:3])  # a rule leaves this one alone: not even a part is written
+
+    def make():
+        return nn.Sequential(FusedQKV(), PartInit())
+
+    rules = fastinit.Rules([("1.left_alone", None)])
+    values = under_two_seeds(make, lambda m: fastinit.apply(m, rules, seed=6))
+    default = make()
+    fastinit.apply(default, seed=6)
+    assert torch.equal(values["0.wqkv"], default[0].wqkv.detach())
+    assert torch.equal(values["1.w"], default[1].w.detach())
+    assert values["1.w"][:4].std() < 1.0 < values["1.w"][4:].std()
+    assert (values["1.left_alone"] == SENTINEL).all()
 
 
 class Sinusoids(nn.Module):
