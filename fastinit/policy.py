@@ -201,7 +201,7 @@ def record_callable(model: nn.Module, fn: Callable[[nn.Module], object], tracked
     """
     rec = Recorder(tracked, flush, model=model, written=written)
     with rec:
-        model.apply(fn)
+        rec.apply(model, fn)
     return rec.recorded()
 
 

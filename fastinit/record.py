@@ -143,6 +143,20 @@ class Recorder(TorchFunctionMode):
         self._coverage: dict[str, torch.Tensor] = {}
         self._flush_fn = flush
         self._outside: list = []
+        #: the module whose init code runs now (its name in the model): temporaries are keyed by it and their order
+        #: in it, so adding or renaming other modules leaves their values alone
+        self.scope = ""
+        self._temp_counts: dict[str, int] = {}
+
+    def apply(self, model: nn.Module, fn: Callable[[nn.Module], object], prefix: str = "") -> None:
+        """``model.apply(fn)`` (children first, in the same order), each call scoped to the module's name."""
+        for name, child in model.named_children():
+            self.apply(child, fn, prefix + name + ".")
+        outer, self.scope = self.scope, prefix[:-1]
+        try:
+            fn(model)
+        finally:
+            self.scope = outer
 
     # -- results -------------------------------------------------------------------------------
     def recorded(self) -> list[Pending]:
@@ -275,7 +289,10 @@ class Recorder(TorchFunctionMode):
 
     def _adopt(self, t: torch.Tensor) -> Pending:
         """Track ``t``, a tensor the recorded code allocated itself, as a temporary."""
-        p = Pending(f"<temporary {len(self.temporaries)}>", t, temporary=True)
+        n = self._temp_counts.get(self.scope, 0)
+        self._temp_counts[self.scope] = n + 1
+        name = f"{self.scope}.<temporary {n}>" if self.scope else f"<temporary {n}>"
+        p = Pending(name, t, temporary=True)
         self.temporaries.append(p)
         self.by_storage[storage_id(t)] = p
         return p

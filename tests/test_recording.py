@@ -299,6 +299,15 @@ def test_temporaries_under_rules_default_are_written_and_parts_follow_the_rule()
     assert (values["1.left_alone"] == SENTINEL).all()
 
 
+def test_temporaries_keys_do_not_move_when_modules_are_added():
+    a = nn.ModuleDict({"attn": FusedQKV()})
+    b = nn.ModuleDict({"extra": FusedQKV(), "attn": FusedQKV()})
+    fastinit.apply(a, seed=3)
+    fastinit.apply(b, seed=3)
+    assert torch.equal(a["attn"].wqkv, b["attn"].wqkv)
+    assert not torch.equal(b["extra"].wqkv, b["attn"].wqkv)
+
+
 class Sinusoids(nn.Module):
     """Whisper style: a position table written in full with copy_."""
 
@@ -328,7 +337,7 @@ def test_random_factories_in_init_code_are_temporaries_on_the_stream():
 
     values = under_two_seeds(lambda: nn.Sequential(nn.Linear(6, 5, bias=False)),
                              lambda m: fastinit.apply(m, init_fn, seed=9))
-    assert torch.equal(values["0.weight"], stream((5, 6), "normal_", "<temporary 0>", 9) * 0.02)
+    assert torch.equal(values["0.weight"], stream((5, 6), "normal_", "0.<temporary 0>", 9) * 0.02)
 
 
 class MambaLike(nn.Module):
