@@ -23,7 +23,6 @@ How calls reach the recorder, through any reference and only in the recording th
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ from torch.utils._pytree import tree_flatten
 from . import replay as R
 from . import specs as S
 from .backends.base import FUSED_DTYPES
+from .calls import bind, spec_from_call
 from .identity import FreshMemory, Slots, covers, storage_id
-from .intercept import INIT_NAMES, PRISTINE, TORCH_FUNCS, TRAMPOLINE_CODES, not_recording, recording_in_this_thread
+from .intercept import INIT_NAMES, PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
 from .sharding import is_dtensor
 
 _INIT_NAMES = INIT_NAMES
@@ -313,7 +313,7 @@ class Recorder(TorchFunctionMode):
             # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
             value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
             if value is None:
-                value = _bind(original, (tensor, *args), kwargs)["val"]
+                value = bind(original, (tensor, *args), kwargs)["val"]
             p.post_ops.append(R.partial_fill(p, tensor, None, value,
                                              functools.partial(original, tensor, *args, **kwargs)))
             return tensor
@@ -328,7 +328,7 @@ class Recorder(TorchFunctionMode):
             out = original(tensor, *args, **kwargs)
             self.fresh.written(tensor)
             return out
-        spec, generator = _spec_from_call(torch_name, original, tensor, args, kwargs)
+        spec, generator = spec_from_call(torch_name, original, tensor, args, kwargs)
         if spec is not None:
             self._set(p, spec, generator)
         return tensor
@@ -341,7 +341,7 @@ class Recorder(TorchFunctionMode):
         """
         if not self._adoptable(view):
             return original(view, *args, **kwargs)
-        spec, generator = _spec_from_call(torch_name, original, view, args, kwargs)
+        spec, generator = spec_from_call(torch_name, original, view, args, kwargs)
         if spec is None:
             return view
         name = f"{p.name}[offset {view.storage_offset()}, shape {tuple(view.shape)}, stride {tuple(view.stride())}]"
@@ -501,74 +501,3 @@ class Recorder(TorchFunctionMode):
         p = self._adopt(out)
         self._set(p, spec, generator)
         return out
-
-
-def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
-    """Every parameter of ``fn`` for the call ``fn(*args, **kwargs)``, as ``Signature.bind`` + ``apply_defaults``.
-
-    The common call is bound by hand (``Signature.bind`` is a third of the recording time); anything unusual
-    goes through ``Signature.bind``, which raises torch's own TypeError for a bad call.
-    """
-    positional, defaults, names = _binder(fn)
-    if names and len(args) <= len(positional) and names.issuperset(kwargs) \
-            and not any(n in kwargs for n in positional[:len(args)]):
-        a = dict(defaults)
-        a.update(zip(positional, args))
-        a.update(kwargs)
-        if len(a) == len(names):
-            return a
-    try:
-        bound = _signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        fn(*args, **kwargs)  # Python refuses the call before the body runs, with the function's own message
-        raise
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-@functools.cache
-def _signature(fn: Callable) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-@functools.cache
-def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
-    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
-    params = _signature(fn).parameters.values()
-    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
-        return (), {}, frozenset()
-    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
-            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
-
-
-def _stacklevel_of_init_caller() -> int:
-    """The ``stacklevel``, counted from the caller of this function, of the code that called a ``torch.nn.init``
-    function (whose stand-in's frame runs one of :data:`fastinit.intercept.TRAMPOLINE_CODES`): where torch's own
-    warnings point."""
-    f = sys._getframe(1)
-    level = 1
-    while f is not None and f.f_code not in TRAMPOLINE_CODES:
-        f = f.f_back
-        level += 1
-    return level + 1 if f is not None else 1
-
-
-def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> tuple[S.Spec | None, object]:
-    """(spec, generator=) of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and
-    warnings; the spec is None when torch would return without writing."""
-    a = _bind(original, (tensor, *args), kwargs)
-    a.pop("tensor", None)
-    generator = a.pop("generator", None)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        original(tensor, *args, **kwargs)  # torch refuses it with its own TypeError before writing
-    shape = tuple(tensor.shape)
-    if torch_name == "zeros_":
-        spec: S.Spec = S.Constant(0.0)
-    elif torch_name == "ones_":
-        spec = S.Constant(1.0)
-    else:
-        spec = S.BY_TORCH_NAME[torch_name](**a)
-    if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
-        return None, None
-    S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
-    return spec, generator
