@@ -148,15 +148,18 @@ class Recorder(TorchFunctionMode):
         self.scope = ""
         self._temp_counts: dict[str, int] = {}
 
-    def apply(self, model: nn.Module, fn: Callable[[nn.Module], object], prefix: str = "") -> None:
-        """``model.apply(fn)`` (children first, in the same order), each call scoped to the module's name."""
-        for name, child in model.named_children():
-            self.apply(child, fn, prefix + name + ".")
-        outer, self.scope = self.scope, prefix[:-1]
-        try:
-            fn(model)
-        finally:
-            self.scope = outer
+    def apply(self, model: nn.Module, fn: Callable[[nn.Module], object]) -> None:
+        """``model.apply(fn)`` itself (overrides such as FSDP's included), each call scoped to the module's name."""
+        names = {id(m): n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
+
+        def scoped(module: nn.Module) -> object:
+            outer, self.scope = self.scope, names.get(id(module), self.scope)
+            try:
+                return fn(module)
+            finally:
+                self.scope = outer
+
+        model.apply(scoped)
 
     # -- results -------------------------------------------------------------------------------
     def recorded(self) -> list[Pending]:
