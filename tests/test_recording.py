@@ -14,7 +14,6 @@ import threading
 import pytest
 import scipy.stats as st
 import torch
-import transformers.initialization as hf_init
 from torch import nn
 from torch.nn.init import trunc_normal_ as imported_trunc_normal_  # taken at import time, as framework modules do
 
@@ -137,6 +136,8 @@ def test_hf_post_init_style_block_with_transformers_init_functions():
     def make():
         return nn.Sequential(nn.Linear(16, 16), nn.Embedding(10, 16, padding_idx=0))
 
+    hf_init = pytest.importorskip("transformers.initialization")
+
     def post_init(m):
         with fastinit.recording(m, seed=3):
             hf_init.trunc_normal_(m[0].weight, mean=0.0, std=0.05, a=-0.1, b=0.1)
@@ -227,6 +228,18 @@ def test_trunc_normal_never_reaches_torchs_rejection_loop():
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.equal(m.w_out.weight.detach(), stream((64, 32), "trunc_normal_", "w_out.weight", 2,
                                                        std=0.01, a=-0.03, b=0.03))
+
+
+def test_transformers_modernbert_init_is_recorded_whole():
+    """ModernBERT's _init_weights calls transformers' trunc_normal_ with 2-3 std bounds (torch's rejection path)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ModernBertConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                        num_attention_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                        cls_token_id=1, sep_token_id=2)
+    values = under_two_seeds(lambda: transformers.ModernBertModel(cfg), lambda m: fastinit.apply(m, "hf", seed=1))
+    w = values["embeddings.tok_embeddings.weight"]
+    std = cfg.initializer_range
+    assert w[1:].abs().max() <= cfg.initializer_cutoff_factor * std + 1e-9
 
 
 # ---- 4. temporaries and copies -----------------------------------------------------------------------
