@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +105,33 @@ class Pending:
     part_of: str | None = None
 
 
+class _Temporary(Pending):
+    """A temporary, held weakly: a tensor the code has dropped can never be read, so it need never be written
+    (and its memory is not kept alive until the end of the recording)."""
+
+    _ref: weakref.ref | None = None
+    _death: Callable[[Pending], None] | None = None
+
+    @property  # type: ignore[override]
+    def tensor(self) -> torch.Tensor | None:  # type: ignore[override]
+        return self._ref() if self._ref is not None else None
+
+    @tensor.setter
+    def tensor(self, t: torch.Tensor) -> None:
+        me = weakref.ref(self)
+
+        def dropped(_: weakref.ref) -> None:
+            p = me()
+            if p is not None and p._death is not None:
+                p._death(p)
+
+        self._ref = weakref.ref(t, dropped)
+
+    def on_death(self, fn: Callable[[Pending], None]) -> None:
+        """Call ``fn(self)`` when the tensor is freed."""
+        self._death = fn
+
+
 def generator_seed(generator: object) -> int | None:
     """The stream seed a recorded call given ``generator=`` writes with: ``generator.initial_seed()``.
 
@@ -139,7 +167,7 @@ class Recorder(TorchFunctionMode):
         self.fresh = FreshMemory()
         self.written: set[str] = written if written is not None else set()
         self.flushed: set[str] = set()
-        self.temporaries: list[Pending] = []
+        self.temporaries: dict[int, Pending] = {}  # id(pending) -> pending, in order of adoption
         self._coverage: dict[str, torch.Tensor] = {}
         self._flush_fn = flush
         self._outside: list = []
@@ -178,9 +206,8 @@ class Recorder(TorchFunctionMode):
                 "(to_empty, .data = torch.empty_like(...), a new empty buffer) and never wrote it, so they would "
                 f"hold garbage: {', '.join(garbage)}")
         out = [p for p in self.by_name.values() if p.spec is not None]
-        # a temporary nothing references any more can never be looked at: writing it would be wasted work
-        # (2 references: Pending.tensor and getrefcount's argument)
-        out += [p for p in self.temporaries if p.spec is not None and sys.getrefcount(p.tensor) > 2]
+        # (temporaries the code dropped are gone already: see _Temporary)
+        out += [p for p in list(self.temporaries.values()) if p.spec is not None and p.tensor is not None]
         return out
 
     def initialized(self) -> set[str]:
@@ -215,7 +242,9 @@ class Recorder(TorchFunctionMode):
             self.fresh.written(p.tensor)
             p.spec = None
             p.post_ops = []
-            if not p.temporary:
+            if p.temporary:
+                self._forget(p)  # written: from here on it is a tensor like any other
+            else:
                 self.flushed.add(p.name)
 
     def _flush_touching(self, args, kwargs) -> None:
@@ -264,7 +293,7 @@ class Recorder(TorchFunctionMode):
             if p.spec is None:
                 self.written.add(p.name)  # the temporary was written already (read, so flushed, or copied into)
             other.spec, other.post_ops = None, []
-            self.temporaries.remove(other)
+            self._forget(other)
         elif other is not None:
             self._sid.pop(p.name, None)  # an alias of another tracked tensor: that one's entry writes the memory
             return
@@ -295,10 +324,17 @@ class Recorder(TorchFunctionMode):
         n = self._temp_counts.get(self.scope, 0)
         self._temp_counts[self.scope] = n + 1
         name = f"{self.scope}.<temporary {n}>" if self.scope else f"<temporary {n}>"
-        p = Pending(name, t, temporary=True)
-        self.temporaries.append(p)
+        p = _Temporary(name, t, temporary=True)
+        p.on_death(self._forget)
+        self.temporaries[id(p)] = p
         self.by_storage[storage_id(t)] = p
         return p
+
+    def _forget(self, p: Pending) -> None:
+        """Stop tracking temporary ``p`` (written, installed into a tracked tensor, or dropped by the code)."""
+        self.temporaries.pop(id(p), None)
+        for sid in [sid for sid, q in self.by_storage.items() if q is p]:
+            del self.by_storage[sid]
 
     # -- torch.nn.init interception ------------------------------------------------------------
     def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):

@@ -256,6 +256,25 @@ def test_channels_last_conv_temporary_passes_its_spec_on():
     assert torch.equal(values["bias"], plain.bias.detach())
 
 
+def test_a_temporary_the_code_drops_is_freed_and_one_it_keeps_is_written():
+    import weakref
+
+    m = nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)
+    kept, refs = [], []
+    with fastinit.recording(m, seed=4):
+        m.reset_parameters()  # its contiguous temporary is dropped when reset_parameters returns
+        t = torch.empty(5)
+        nn.init.uniform_(t)
+        kept.append(t)
+        d = torch.empty(6)
+        nn.init.uniform_(d)
+        refs.append(weakref.ref(d))
+        del d
+        assert refs[0]() is None  # not kept alive by the recorder
+    assert sum(r.tensors for r in fastinit.last_report()) == 3  # weight, bias, the kept temporary
+    assert torch.equal(kept[0], stream((5,), "uniform_", "<temporary 1>", 4))
+
+
 class FusedQKV(nn.Module):
     """q/k/v temporaries initialized apart, concatenated and copied into one fused parameter."""
 
