@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,11 @@ _EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_e
 _RANDOM = {torch.randn: (S.Normal(0.0, 1.0), torch.empty), torch.rand: (S.Uniform(0.0, 1.0), torch.empty),
            torch.randn_like: (S.Normal(0.0, 1.0), torch.empty_like),
            torch.rand_like: (S.Uniform(0.0, 1.0), torch.empty_like)}
+#: ops that draw from torch's RNG that the recorder has no spec for: warned about (their values follow
+#: torch.manual_seed, not fastinit's seed)
+_TORCH_RNG = {torch.Tensor.random_, torch.Tensor.bernoulli_, torch.Tensor.exponential_, torch.Tensor.cauchy_,
+              torch.Tensor.log_normal_, torch.Tensor.geometric_, torch.randint, torch.randint_like, torch.randperm,
+              torch.bernoulli, torch.multinomial, torch.poisson, torch.normal}
 #: ops that write every element they are given without reading it (what makes memory "written")
 _WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
            torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
@@ -175,6 +181,7 @@ class Recorder(TorchFunctionMode):
         #: in it, so adding or renaming other modules leaves their values alone
         self.scope = ""
         self._temp_counts: dict[str, int] = {}
+        self._warned_rng = False
 
     def apply(self, model: nn.Module, fn: Callable[[nn.Module], object]) -> None:
         """``model.apply(fn)`` itself (overrides such as FSDP's included), each call scoped to the module's name."""
@@ -452,6 +459,10 @@ class Recorder(TorchFunctionMode):
             return out
         if func in _RANDOM:
             return self._random_factory(func, args, kwargs)
+        if func is torch.normal and _is_normal_factory(args, kwargs):
+            return self._normal_factory(args, kwargs)
+        if func in _TORCH_RNG:
+            self._warn_torch_rng(func)
         if func == _DATA_SET:
             return self._set_data(func, args, kwargs)
         first = args[0] if args else None
@@ -528,6 +539,30 @@ class Recorder(TorchFunctionMode):
             self._repoint(p, target)
         return out
 
+    def _warn_torch_rng(self, func) -> None:
+        if not self._warned_rng:
+            self._warned_rng = True
+            owner = "torch.Tensor." if getattr(func, "__objclass__", None) is not None else "torch."
+            name = owner + getattr(func, "__name__", str(func))
+            warnings.warn(f"fastinit: recorded init code called {name}, which draws from torch's RNG: its values "
+                          "follow torch.manual_seed, not fastinit's seed, and are not fused",
+                          RuntimeWarning, stacklevel=3)
+
+    def _normal_factory(self, args, kwargs):
+        """``torch.normal(mean, std, size)`` with float mean and std: a temporary on fastinit's stream."""
+        kw = dict(kwargs)
+        generator = kw.pop("generator", None)
+        mean, std = (list(args[:2]) + [kw.pop(k) for k in ("mean", "std")[len(args[:2]):]])[:2]
+        size = args[2] if len(args) > 2 else kw.pop("size")
+        spec = S.Normal(float(mean), float(std))
+        S.resolve_spec(spec, tuple(size))  # torch's std check, before anything is allocated
+        out = torch.empty(size, **kw)
+        if not self._adoptable(out) or kw.get("out") is not None:
+            self._warn_torch_rng(torch.normal)
+            return torch.normal(*args, **kwargs)
+        self._set(self._adopt(out), spec, generator)
+        return out
+
     def _random_factory(self, func, args, kwargs):
         """``torch.randn(...)``/``rand``/``*_like`` inside recorded code: a temporary on fastinit's stream."""
         spec, alloc = _RANDOM[func]
@@ -540,3 +575,12 @@ class Recorder(TorchFunctionMode):
         p = self._adopt(out)
         self._set(p, spec, generator)
         return out
+
+
+def _is_normal_factory(args, kwargs) -> bool:
+    """``torch.normal(mean: float, std: float, size, ...)`` (the overload that makes a new tensor from numbers)."""
+    names = ("mean", "std")
+    values = list(args[:2]) + [kwargs[k] for k in names[len(args[:2]):] if k in kwargs]
+    has_size = len(args) > 2 or "size" in kwargs
+    return has_size and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in values)

@@ -372,6 +372,24 @@ def test_random_factories_in_init_code_are_temporaries_on_the_stream():
     assert torch.equal(values["0.weight"], stream((5, 6), "normal_", "0.<temporary 0>", 9) * 0.02)
 
 
+def test_normal_factory_installed_as_data_takes_the_parameters_key():
+    def block(m):
+        with fastinit.recording(m, seed=2):
+            m.weight.data = torch.normal(0.0, 0.02, (4, 3))  # installed whole: the weight's own values
+            m.bias.data = torch.normal(0.0, 1.0, size=(4,))
+
+    values = under_two_seeds(lambda: nn.Linear(3, 4), block)
+    assert torch.equal(values["weight"], stream((4, 3), "normal_", "weight", 2, std=0.02))
+    assert torch.equal(values["bias"], stream((4,), "normal_", "bias", 2))
+
+
+def test_torch_rng_ops_without_a_spec_warn():
+    m = nn.Linear(3, 4)
+    with pytest.warns(RuntimeWarning, match="torch.randint, which draws from torch's RNG"):
+        with fastinit.recording(m, seed=2):
+            m.bias.data = torch.randint(0, 3, (4,)).float()
+
+
 class MambaLike(nn.Module):
     """Mamba style: A_log reassigned as a new Parameter computed from arange; a recomputed (rotary) buffer."""
 
