@@ -182,6 +182,7 @@ class Recorder(TorchFunctionMode):
         self.scope = ""
         self._temp_counts: dict[str, int] = {}
         self._warned_rng = False
+        self._quiet = 0
 
     def apply(self, model: nn.Module, fn: Callable[[nn.Module], object]) -> None:
         """``model.apply(fn)`` itself (overrides such as FSDP's included), each call scoped to the module's name."""
@@ -398,11 +399,17 @@ class Recorder(TorchFunctionMode):
     def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
         # Running torch's own code while this mode is active would come back here through __torch_function__
         # (and through the stand-ins); outside __torch_function__ the mode is still on the stack.
+        # Another mode pushed above this one (``with torch.device(...)`` inside the block) keeps it on the stack:
+        # then _quiet makes __torch_function__ pass everything straight through.
         with not_recording():
-            if torch.overrides._get_current_function_mode() is self:
-                with torch.overrides._pop_mode_temporarily():
-                    return fn(*args, **kwargs)
-            return fn(*args, **kwargs)
+            self._quiet += 1
+            try:
+                if torch.overrides._get_current_function_mode() is self:
+                    with torch.overrides._pop_mode_temporarily():
+                        return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            finally:
+                self._quiet -= 1
 
     def __enter__(self):
         cm = recording_in_this_thread(self)
@@ -437,6 +444,8 @@ class Recorder(TorchFunctionMode):
     # -- every other torch call ----------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self._quiet:
+            return func(*args, **kwargs)
         if func is _GETITEM and args and is_dtensor(args[0]):
             p, whole = self._target(args[0])
             if p is not None and whole and p.spec is not None:

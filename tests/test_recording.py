@@ -152,6 +152,18 @@ def test_hf_post_init_style_block_with_transformers_init_functions():
     assert torch.equal(values["1.weight"], ref)
 
 
+def test_another_mode_inside_the_block_is_fine():
+    def block(m):
+        with fastinit.recording(m, seed=2), torch.device("cpu"):  # torch.device is a TorchFunctionMode
+            nn.init.normal_(m.weight)
+            with torch.no_grad():
+                m.weight.mul_(2)  # read: written on the spot, with the other mode above the recorder
+            nn.init.zeros_(m.bias)
+
+    values = under_two_seeds(lambda: nn.Linear(3, 4), block)
+    assert torch.equal(values["weight"], stream((4, 3), "normal_", "weight", 2) * 2)
+
+
 # ---- 2. memory replaced while recording --------------------------------------------------------------
 
 class OlmoBlock(nn.Module):
