@@ -511,6 +511,10 @@ class Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         if func in _WRITES and isinstance(first, torch.Tensor):
             self._after_write(p, func, args, whole)
+        dest = kwargs.get("out")
+        if isinstance(dest, torch.Tensor):  # torch.cat(parts, out=weight) (megatron's CPU init) writes all of weight
+            q, q_whole = self._target(dest, follow=True)
+            self._mark_written(q, dest, q_whole)
         return out
 
     def _after_write(self, p: Pending | None, func, args, whole: bool) -> None:

@@ -352,6 +352,36 @@ def test_temporaries_keys_do_not_move_when_modules_are_added():
     assert not torch.equal(b["extra"].wqkv, b["attn"].wqkv)
 
 
+INIT_METHOD = functools.partial(nn.init.normal_, std=0.02)  # megatron's config.init_method, built up front
+
+
+class MegatronStyleLinear(nn.Module):
+    """megatron-core's CPU init: a float32 master weight initialized by config.init_method, cast, split, and
+    concatenated into the parameter with out=."""
+
+    def __init__(self, n=8, d=4):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, d))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        n, d = self.weight.shape
+        master = torch.empty(n, d, dtype=torch.float32, requires_grad=False)
+        INIT_METHOD(master)
+        master = master.to(dtype=self.weight.dtype)
+        parts = torch.split(master, n // 2, dim=0)
+        with torch.no_grad():
+            torch.cat(parts, dim=0, out=self.weight)
+
+
+def test_out_argument_counts_as_written_for_materialize():
+    meta = MegatronStyleLinear().to_empty(device="meta")  # a meta model (its constructor needs real memory)
+    rng = torch.get_rng_state()
+    fastinit.materialize(meta, "cpu", seed=1)  # the constructor's cat(..., out=weight) wrote all of it
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert meta.weight.std() < 0.05
+
+
 class Sinusoids(nn.Module):
     """Whisper style: a position table written in full with copy_."""
 
