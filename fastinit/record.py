@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import functools
 import sys
-import warnings
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -36,11 +33,12 @@ from torch.utils._pytree import tree_flatten
 
 from . import replay as R
 from . import specs as S
-from .backends.base import FUSED_DTYPES
 from .calls import bind, spec_from_call
-from .identity import FreshMemory, Slots, covers, storage_id
+from .identity import FreshMemory, Slots, TrackedMemory, storage_id
 from .intercept import INIT_NAMES, PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
+from .pending import Pending, generator_seed
 from .sharding import is_dtensor
+from .temporaries import RANDOM, TORCH_RNG, Temporaries, is_normal_factory
 
 _INIT_NAMES = INIT_NAMES
 _INIT_FUNCS = {f: n for n, f in TORCH_FUNCS.items()}
@@ -78,78 +76,12 @@ _GETITEM = torch.Tensor.__getitem__
 _DATA_SET = torch.Tensor.data.__set__
 #: allocations whose memory holds garbage until written
 _EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
-#: random factories: a temporary with this spec instead of torch's RNG (factory -> (spec, allocation))
-_RANDOM = {torch.randn: (S.Normal(0.0, 1.0), torch.empty), torch.rand: (S.Uniform(0.0, 1.0), torch.empty),
-           torch.randn_like: (S.Normal(0.0, 1.0), torch.empty_like),
-           torch.rand_like: (S.Uniform(0.0, 1.0), torch.empty_like)}
-#: ops that draw from torch's RNG that the recorder has no spec for: warned about (their values follow
-#: torch.manual_seed, not fastinit's seed)
-_TORCH_RNG = {torch.Tensor.random_, torch.Tensor.bernoulli_, torch.Tensor.exponential_, torch.Tensor.cauchy_,
-              torch.Tensor.log_normal_, torch.Tensor.geometric_, torch.randint, torch.randint_like, torch.randperm,
-              torch.bernoulli, torch.multinomial, torch.poisson, torch.normal}
 #: ops that write every element they are given without reading it (what makes memory "written")
 _WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
            torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
-@dataclass
-class Pending:
-    """A tracked tensor's recorded spec and the write-only ops to replay after it."""
-
-    name: str
-    tensor: torch.Tensor
-    spec: S.Spec | None = None
-    post_ops: list[Callable[[], object]] = field(default_factory=list)
-    # DTensors only: a meta tensor of the global shape standing in for views of the DTensor (see
-    # Recorder._shadow_getitem), so that partial constant writes can be replayed on the local shard.
-    shadow: torch.Tensor | None = None
-    #: the stream seed for this tensor when the init call was given generator=g (g.initial_seed()); None: the run's
-    seed: int | None = None
-    #: a tensor the recorded code allocated itself (not a tracked one), or a part of a tracked one written on its own
-    temporary: bool = False
-    #: for a part of a tracked tensor written on its own (``normal_(w[:d])``): that tensor's name
-    part_of: str | None = None
-
-
-class _Temporary(Pending):
-    """A temporary, held weakly: a tensor the code has dropped can never be read, so it need never be written
-    (and its memory is not kept alive until the end of the recording)."""
-
-    _ref: weakref.ref | None = None
-    _death: Callable[[Pending], None] | None = None
-
-    @property  # type: ignore[override]
-    def tensor(self) -> torch.Tensor | None:  # type: ignore[override]
-        return self._ref() if self._ref is not None else None
-
-    @tensor.setter
-    def tensor(self, t: torch.Tensor) -> None:
-        me = weakref.ref(self)
-
-        def dropped(_: weakref.ref) -> None:
-            p = me()
-            if p is not None and p._death is not None:
-                p._death(p)
-
-        self._ref = weakref.ref(t, dropped)
-
-    def on_death(self, fn: Callable[[Pending], None]) -> None:
-        """Call ``fn(self)`` when the tensor is freed."""
-        self._death = fn
-
-
-def generator_seed(generator: object) -> int | None:
-    """The stream seed a recorded call given ``generator=`` writes with: ``generator.initial_seed()``.
-
-    Deterministic and independent of call order and of how far the generator has advanced; the generator's
-    state is not consumed.
-    """
-    if generator is None:
-        return None
-    return int(generator.initial_seed())
-
-
-class Recorder(TorchFunctionMode):
+class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
     """Turns init calls on ``tracked`` tensors (name -> tensor) into specs; see the module docstring.
 
     ``flush(pending)`` is called to write a pending spec eagerly when something reads it. ``model``
@@ -223,22 +155,6 @@ class Recorder(TorchFunctionMode):
         return {p.name for p in self.by_name.values() if p.spec is not None} | self.written | self.flushed
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _target(self, t, follow: bool = False) -> tuple[Pending | None, bool]:
-        """(the tracked tensor whose memory ``t`` views, whether ``t`` covers all of it).
-
-        ``follow``: on a miss, look for memory replaced since (module attributes) before giving up.
-        """
-        if not isinstance(t, torch.Tensor) or t.is_sparse:
-            return None, False
-        p = self.by_storage.get(storage_id(t))
-        # memory allocated inside the block is no tracked tensor yet (one installed later, register_buffer, is
-        # found by the last refresh): no need to look
-        if p is None and follow and not self.fresh.holds(t) and self._refresh():
-            p = self.by_storage.get(storage_id(t))
-        if p is None:
-            return None, False
-        return p, covers(t, p.tensor)
-
     def _set(self, p: Pending, spec: S.Spec, generator: object = None) -> None:
         p.spec = spec
         p.post_ops = []
@@ -260,89 +176,6 @@ class Recorder(TorchFunctionMode):
             p, _ = self._target(t)
             if p is not None:
                 self._flush(p)
-
-    def _mark_written(self, p: Pending | None, view: torch.Tensor, whole: bool) -> None:
-        """``view`` of ``p`` was written now, eagerly: ``p`` counts as written once every element has been."""
-        self.fresh.written(view)
-        if p is None or p.temporary or p.name in self.written:
-            return
-        if whole:
-            self.written.add(p.name)
-            self._coverage.pop(p.name, None)
-            return
-        if is_dtensor(view) or view.is_meta:
-            return
-        with torch.no_grad():
-            n = p.tensor.untyped_storage().nbytes() // max(p.tensor.element_size(), 1)
-            mask = self._coverage.get(p.name)
-            if mask is None or mask.numel() != n:
-                mask = self._coverage[p.name] = torch.zeros(n, dtype=torch.bool)
-            mask.as_strided(view.shape, view.stride(), view.storage_offset()).fill_(True)
-            if mask.as_strided(p.tensor.shape, p.tensor.stride(), p.tensor.storage_offset()).all():
-                self.written.add(p.name)
-                del self._coverage[p.name]
-
-    # -- memory that moved ---------------------------------------------------------------------
-    def _repoint(self, p: Pending, t: torch.Tensor) -> None:
-        """``p``'s name now holds ``t`` (or ``p.tensor``'s memory was replaced): track the new memory."""
-        old = self._sid.get(p.name)
-        if old is not None and self.by_storage.get(old) is p:
-            del self.by_storage[old]
-        p.tensor = t
-        p.spec, p.post_ops, p.seed, p.shadow = None, [], None, None  # what the old memory would have held is gone
-        self.written.discard(p.name)
-        self.flushed.discard(p.name)
-        self._coverage.pop(p.name, None)
-        sid = storage_id(t)
-        other = self.by_storage.get(sid)
-        if other is not None and other.temporary and covers(t, other.tensor):
-            # the code initialized a tensor of its own and installed it (register_buffer, p.data = tmp)
-            p.spec, p.post_ops, p.seed = other.spec, other.post_ops, other.seed
-            if p.spec is None:
-                self.written.add(p.name)  # the temporary was written already (read, so flushed, or copied into)
-            other.spec, other.post_ops = None, []
-            self._forget(other)
-        elif other is not None:
-            self._sid.pop(p.name, None)  # an alias of another tracked tensor: that one's entry writes the memory
-            return
-        elif not self.fresh.holds(t) and not t.is_meta:
-            self.written.add(p.name)  # values the code computed (a rotary cache, p.data = torch.log(A)): its own
-        self.by_storage[sid], self._sid[p.name] = p, sid
-
-    def _refresh(self, check_storage: bool = False) -> bool:
-        """Follow module attributes that now hold other tensors (or other memory); True if any did."""
-        moved = False
-        for name in self.slots.names():
-            p = self.by_name[name]
-            cur = self.slots.current(name)
-            if cur is None:
-                continue
-            if cur is not p.tensor or (check_storage and self._sid.get(name) is not None
-                                       and storage_id(cur) != self._sid[name]):
-                self._repoint(p, cur)
-                moved = True
-        return moved
-
-    def _adoptable(self, t) -> bool:
-        return (isinstance(t, torch.Tensor) and not t.is_meta and not is_dtensor(t) and not t.is_sparse
-                and t.dtype in FUSED_DTYPES and t.layout == torch.strided)
-
-    def _adopt(self, t: torch.Tensor) -> Pending:
-        """Track ``t``, a tensor the recorded code allocated itself, as a temporary."""
-        n = self._temp_counts.get(self.scope, 0)
-        self._temp_counts[self.scope] = n + 1
-        name = f"{self.scope}.<temporary {n}>" if self.scope else f"<temporary {n}>"
-        p = _Temporary(name, t, temporary=True)
-        p.on_death(self._forget)
-        self.temporaries[id(p)] = p
-        self.by_storage[storage_id(t)] = p
-        return p
-
-    def _forget(self, p: Pending) -> None:
-        """Stop tracking temporary ``p`` (written, installed into a tracked tensor, or dropped by the code)."""
-        self.temporaries.pop(id(p), None)
-        for sid in [sid for sid, q in self.by_storage.items() if q is p]:
-            del self.by_storage[sid]
 
     # -- torch.nn.init interception ------------------------------------------------------------
     def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
@@ -466,11 +299,11 @@ class Recorder(TorchFunctionMode):
             out = func(*args, **kwargs)
             self.fresh.add(out)
             return out
-        if func in _RANDOM:
+        if func in RANDOM:
             return self._random_factory(func, args, kwargs)
-        if func is torch.normal and _is_normal_factory(args, kwargs):
+        if func is torch.normal and is_normal_factory(args, kwargs):
             return self._normal_factory(args, kwargs)
-        if func in _TORCH_RNG:
+        if func in TORCH_RNG:
             self._warn_torch_rng(func)
         if func == _DATA_SET:
             return self._set_data(func, args, kwargs)
@@ -516,84 +349,3 @@ class Recorder(TorchFunctionMode):
             q, q_whole = self._target(dest, follow=True)
             self._mark_written(q, dest, q_whole)
         return out
-
-    def _after_write(self, p: Pending | None, func, args, whole: bool) -> None:
-        first = args[0]
-        if p is None or func is not R.SETITEM:
-            self._mark_written(p, first, whole)
-            return
-        region = first[args[1]]  # w[i] = v: mark what a view indexes (advanced indexing copies: not counted)
-        if storage_id(region) == storage_id(first):
-            self._mark_written(p, region, covers(region, p.tensor))
-
-    def _take_over(self, p: Pending, args, kwargs) -> bool:
-        """``tracked.copy_(tmp)`` of a whole pending temporary of the same shape and dtype: ``tracked`` gets its spec.
-
-        The temporary is renamed after the tensor, so should it be read later it holds the same values.
-        """
-        src = args[1] if len(args) > 1 else kwargs.get("src")
-        sp, swhole = self._target(src)
-        dst = args[0]
-        if sp is None or not sp.temporary or not swhole or sp.spec is None or sp.post_ops or is_dtensor(dst) \
-                or tuple(src.shape) != tuple(dst.shape) or src.dtype != dst.dtype or sp is p:
-            return False
-        p.spec, p.post_ops, p.seed = sp.spec, [], sp.seed
-        sp.name = p.name
-        return True
-
-    def _set_data(self, func, args, kwargs):
-        """``t.data = new``: the tensor object stays, its memory is ``new``'s."""
-        target = args[0] if args else None
-        p = self.by_storage.get(storage_id(target)) if isinstance(target, torch.Tensor) else None
-        if p is not None and p.tensor is not target:
-            p = None  # a view's or an alias's .data: the tracked tensor keeps its memory
-        out = func(*args, **kwargs)
-        if p is not None:
-            self._repoint(p, target)
-        return out
-
-    def _warn_torch_rng(self, func) -> None:
-        if not self._warned_rng:
-            self._warned_rng = True
-            owner = "torch.Tensor." if getattr(func, "__objclass__", None) is not None else "torch."
-            name = owner + getattr(func, "__name__", str(func))
-            warnings.warn(f"fastinit: recorded init code called {name}, which draws from torch's RNG: its values "
-                          "follow torch.manual_seed, not fastinit's seed, and are not fused",
-                          RuntimeWarning, stacklevel=3)
-
-    def _normal_factory(self, args, kwargs):
-        """``torch.normal(mean, std, size)`` with float mean and std: a temporary on fastinit's stream."""
-        kw = dict(kwargs)
-        generator = kw.pop("generator", None)
-        mean, std = (list(args[:2]) + [kw.pop(k) for k in ("mean", "std")[len(args[:2]):]])[:2]
-        size = args[2] if len(args) > 2 else kw.pop("size")
-        spec = S.Normal(float(mean), float(std))
-        S.resolve_spec(spec, tuple(size))  # torch's std check, before anything is allocated
-        out = torch.empty(size, **kw)
-        if not self._adoptable(out) or kw.get("out") is not None:
-            self._warn_torch_rng(torch.normal)
-            return torch.normal(*args, **kwargs)
-        self._set(self._adopt(out), spec, generator)
-        return out
-
-    def _random_factory(self, func, args, kwargs):
-        """``torch.randn(...)``/``rand``/``*_like`` inside recorded code: a temporary on fastinit's stream."""
-        spec, alloc = _RANDOM[func]
-        kw = dict(kwargs)
-        generator = kw.pop("generator", None)
-        self._flush_touching(args, kwargs)
-        out = alloc(*args, **kw)
-        if not self._adoptable(out) or kw.get("out") is not None:
-            return func(*args, **kwargs)
-        p = self._adopt(out)
-        self._set(p, spec, generator)
-        return out
-
-
-def _is_normal_factory(args, kwargs) -> bool:
-    """``torch.normal(mean: float, std: float, size, ...)`` (the overload that makes a new tensor from numbers)."""
-    names = ("mean", "std")
-    values = list(args[:2]) + [kwargs[k] for k in names[len(args[:2]):] if k in kwargs]
-    has_size = len(args) > 2 or "size" in kwargs
-    return has_size and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 for v in values)
