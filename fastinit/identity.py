@@ -130,13 +130,17 @@ class TrackedMemory:
             return
         if is_dtensor(view) or view.is_meta:
             return
+        base = local_tensor(p.tensor)  # a DTensor's shard is written through its local tensor (OLMo-core)
+        if base is not p.tensor and covers(view, base):
+            self.written.add(p.name)
+            return
         with torch.no_grad():
-            n = p.tensor.untyped_storage().nbytes() // max(p.tensor.element_size(), 1)
+            n = base.untyped_storage().nbytes() // max(base.element_size(), 1)
             mask = self._coverage.get(p.name)
             if mask is None or mask.numel() != n:
                 mask = self._coverage[p.name] = torch.zeros(n, dtype=torch.bool)
             mask.as_strided(view.shape, view.stride(), view.storage_offset()).fill_(True)
-            if mask.as_strided(p.tensor.shape, p.tensor.stride(), p.tensor.storage_offset()).all():
+            if mask.as_strided(base.shape, base.stride(), base.storage_offset()).all():
                 self.written.add(p.name)
                 del self._coverage[p.name]
 

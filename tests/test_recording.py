@@ -215,6 +215,68 @@ def test_memory_replaced_and_never_written_is_refused():
         fastinit.apply(m, init_fn, seed=0)
 
 
+OLMO_DTENSOR = """
+import os, socket, sys
+import torch, torch.distributed as dist
+from torch import nn
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), FASTINIT_QUIET="1")
+dist.init_process_group("gloo", rank=0, world_size=1)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Shard, distribute_tensor
+import fastinit
+mesh = init_device_mesh("cpu", (1,))
+
+def apply_init(init_fun, x, *args, **kwargs):  # OLMo-core: init a full temporary, distribute it, copy the shard
+    full_x = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+    init_fun(full_x, *args, **kwargs)
+    full_x = distribute_tensor(full_x, x.device_mesh, x.placements)
+    with torch.no_grad():
+        x.to_local().copy_(full_x.to_local())
+
+def build(device):
+    with torch.device(device):
+        m = nn.Linear(8, 6)
+    m.weight = nn.Parameter(distribute_tensor(m.weight.detach(), mesh, [Shard(0)]))
+    return m
+
+def init_weights(m):
+    def fn(mod):
+        if mod is m:
+            g = torch.Generator().manual_seed(7)
+            apply_init(nn.init.trunc_normal_, m.weight, std=0.02, a=-0.06, b=0.06, generator=g)
+            nn.init.zeros_(m.bias)
+    return fn
+
+out = []
+for seed in (1, 2):
+    torch.manual_seed(seed)
+    m = build("cpu")
+    rng = torch.get_rng_state()
+    fastinit.apply(m, init_weights(m), seed=3)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(r.backend != "torch" for r in fastinit.last_report())
+    out.append(m.weight.to_local().detach().clone())
+    meta = build("meta")
+    fastinit.materialize(meta, "cpu", init_weights(meta), seed=3)  # the shard's local copy_ wrote all of it
+    assert torch.equal(meta.weight.to_local(), out[-1])
+assert torch.equal(out[0], out[1]) and out[0].abs().max() <= 0.06
+dist.destroy_process_group()
+print("ok")
+"""
+
+
+def test_olmo_core_dtensor_pattern_is_deterministic_and_fused():
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", OLMO_DTENSOR], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=root)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
 # ---- 3. references -----------------------------------------------------------------------------------
 
 def test_trunc_normal_never_reaches_torchs_rejection_loop():
