@@ -83,8 +83,11 @@ class TitanBlock(nn.Module):
         self.w_out = nn.Linear(d, 2 * d)
         self.norm = nn.RMSNorm(d)
         self.init_fn = functools.partial(nn.init.trunc_normal_, std=init_std)  # before any recording
+        self.register_buffer("freqs_cis", torch.empty(4, 8, dtype=torch.complex64), persistent=False)
 
     def init_weights(self):
+        freqs = 1.0 / (10000 ** (torch.arange(0, 16, 2)[:8].float() / 16))
+        self.freqs_cis = torch.polar(torch.ones(4, 8), torch.outer(torch.arange(4).float(), freqs))  # reassigned
         self.init_fn(self.wq.weight)
         imported_trunc_normal_(self.w_out.weight, mean=0.0, std=0.01, a=-0.03, b=0.03)
         nn.init.zeros_(self.w_out.bias)
@@ -100,6 +103,7 @@ def test_recording_block_is_fused_deterministic_and_equal_to_the_stream():
     torch.manual_seed(0)
     eager.init_weights()  # torch itself, the oracle
     assert torch.equal(values["w_out.bias"], eager.w_out.bias.detach())
+    assert torch.equal(values["freqs_cis"], eager.freqs_cis)
     assert torch.equal(values["norm.weight"], eager.norm.weight.detach())
     assert values["w_out.weight"].abs().max() <= 0.03
     same_distribution(values["wq.weight"], eager.wq.weight.detach())
