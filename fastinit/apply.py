@@ -11,7 +11,7 @@ from torch import nn
 from .keys import draw_seed, key_for
 from .plan import GroupReport, Plan
 from .policy import resolve_policy, tracked_tensors
-from .record import Pending
+from .record import Pending, run_context
 from .sharding import entries_for
 
 _last_report: list[GroupReport] = []
@@ -117,7 +117,8 @@ def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], 
     global _last_report
     writer = Writer(seed, backend, prefix)
     written: set[str] = set()
-    pending = resolve_policy(model, policy, tracked, writer.flush, written=written)
+    with run_context(model, written):  # also for recorders a policy makes itself (fastinit.hf)
+        pending = resolve_policy(model, policy, tracked, writer.flush, written=written)
     if check is not None:
         check(pending, writer.flushed | written)
     _last_report = writer.write(pending)

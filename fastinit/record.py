@@ -22,9 +22,11 @@ How calls reach the recorder, through any reference and only in the recording th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -81,6 +83,20 @@ _WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.
            torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
+_run = threading.local()
+
+
+@contextlib.contextmanager
+def run_context(model: nn.Module, written: set[str]) -> Iterator[None]:
+    """While inside, recorders made in this thread without ``model=``/``written=`` take these (see run_policy)."""
+    outer = getattr(_run, "current", None)
+    _run.current = (model, written)
+    try:
+        yield
+    finally:
+        _run.current = outer
+
+
 class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
     """Turns init calls on ``tracked`` tensors (name -> tensor) into specs; see the module docstring.
 
@@ -93,6 +109,10 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
     def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None], *,
                  model: nn.Module | None = None, written: set[str] | None = None):
         super().__init__()
+        run = getattr(_run, "current", None)
+        if run is not None:  # recorders made by any policy inside run_policy (e.g. "hf") follow its model, feed its set
+            model = model if model is not None else run[0]
+            written = written if written is not None else run[1]
         self.by_storage: dict[int, Pending] = {}
         self.by_name: dict[str, Pending] = {}
         self._sid: dict[str, int] = {}

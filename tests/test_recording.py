@@ -125,7 +125,7 @@ def test_recording_writes_nothing_when_the_block_raises_or_the_plan_fails():
     with pytest.raises(ValueError, match="unknown backend"):
         with fastinit.recording(m, seed=1, backend="gpu9000"):
             m.init_weights()
-    for n, v in state(m).items():
+    for n, v in m.named_parameters():  # (freqs_cis is reassigned by the block itself, not written by fastinit)
         assert torch.equal(v, before[n]), n
     assert_unpatched()
 
@@ -521,6 +521,19 @@ def test_reassigned_parameter_with_computed_values_counts_as_initialized():
     eager = MambaLike()
     assert torch.equal(meta.A_log.detach(), eager.A_log.detach())
     assert torch.equal(meta.inv_freq, eager.inv_freq)
+
+
+def test_transformers_whisper_positions_written_by_copy_count_under_materialize():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.WhisperConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                     decoder_ffn_dim=32, max_source_positions=8, max_target_positions=8, num_mel_bins=4,
+                                     pad_token_id=0, decoder_start_token_id=1, bos_token_id=1, eos_token_id=2)
+    with fastinit.empty_init(keep_numel=0):
+        meta = transformers.WhisperModel(cfg)
+    fastinit.materialize(meta, "cpu", "hf", seed=0)  # HF's _init_weights copy_'s the sinusoids in: a value
+    eager = transformers.WhisperModel(cfg)
+    assert torch.equal(meta.encoder.embed_positions.weight, eager.encoder.embed_positions.weight)
 
 
 # ---- 5. generator= -----------------------------------------------------------------------------------
