@@ -22,7 +22,7 @@ import contextlib
 import inspect
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -118,19 +118,10 @@ def not_recording() -> Iterator[None]:
         _stack().pop()
 
 
-def is_installed() -> bool:
-    """Whether the stand-ins are in place (some thread is recording)."""
-    return any(f.__code__ is not _TORCH_CODE[n] for n, f in TORCH_FUNCS.items())
-
-
 def dispatch(name: str, args: tuple, kwargs: dict) -> Any:
     """Where every ``torch.nn.init.<name>`` call lands while the stand-ins are in: the recorder, or torch."""
     rec = active()
     if rec is None:
         return PRISTINE[name](*args, **kwargs)
-    return rec.record_init(name, PRISTINE[name], *args, **kwargs)
+    return rec.record_call(name, PRISTINE[name], args, kwargs)
 
-
-def torch_function(name: str) -> Callable[..., Any]:
-    """torch's ``torch.nn.init.<name>`` function object."""
-    return TORCH_FUNCS[name]

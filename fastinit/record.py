@@ -37,12 +37,11 @@ from . import replay as R
 from . import specs as S
 from .calls import bind, spec_from_call
 from .identity import FreshMemory, Slots, TrackedMemory, storage_id
-from .intercept import INIT_NAMES, PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
+from .intercept import PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
 from .pending import Pending, generator_seed
 from .sharding import is_dtensor
 from .temporaries import RANDOM, TORCH_RNG, Temporaries, is_normal_factory
 
-_INIT_NAMES = INIT_NAMES
 _INIT_FUNCS = {f: n for n, f in TORCH_FUNCS.items()}
 
 # Ops that only look at metadata or make views: they never read or write values.
@@ -169,10 +168,6 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
         # (temporaries the code dropped are gone already: see _Temporary)
         out += [p for p in list(self.temporaries.values()) if p.spec is not None and p.tensor is not None]
         return out
-
-    def initialized(self) -> set[str]:
-        """Tracked names the code gave a value: a spec, a flush, or writes covering every element."""
-        return {p.name for p in self.by_name.values() if p.spec is not None} | self.written | self.flushed
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _set(self, p: Pending, spec: S.Spec, generator: object = None) -> None:
