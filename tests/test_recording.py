@@ -168,6 +168,19 @@ def test_another_mode_inside_the_block_is_fine():
     assert torch.equal(values["weight"], stream((4, 3), "normal_", "weight", 2) * 2)
 
 
+def test_writes_made_inside_a_block_by_fastinit_itself_keep_eager_order():
+    m = nn.Linear(64, 64)
+    with fastinit.recording(m, seed=0):
+        nn.init.normal_(m.weight)
+        fastinit.init.zeros_(m.weight)  # written now: the recorded normal_ comes first, as eagerly
+    assert (m.weight == 0).all()
+    with fastinit.recording(m, seed=0):
+        nn.init.zeros_(m.weight)
+        with fastinit.recording(m, seed=0):  # nested: the inner block's write comes after the outer's zeros_
+            nn.init.normal_(m.weight, std=2.0)
+    assert torch.equal(m.weight.detach(), stream((64, 64), "normal_", "weight", 0, std=2.0))
+
+
 # ---- 2. memory replaced while recording --------------------------------------------------------------
 
 class OlmoBlock(nn.Module):
