@@ -15,6 +15,7 @@ from .deferred import empty_init, materialize
 from .explain import explain
 from .keys import key_for
 from .policy import PRESETS, Rules, preset
+from .recording import recording
 from .specs import (
                     Constant,
                     Dirac,
@@ -33,8 +34,8 @@ from .specs import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "apply", "explain", "audit", "empty_init", "materialize", "init", "specs", "backends", "last_report", "key_for",
-    "Rules", "preset", "PRESETS",
+    "apply", "recording", "explain", "audit", "empty_init", "materialize", "init", "specs", "backends", "last_report",
+    "key_for", "Rules", "preset", "PRESETS",
     "Constant", "Dirac", "Eye", "KaimingNormal", "KaimingUniform", "Normal", "Orthogonal", "Sparse", "TruncNormal",
     "Uniform", "XavierNormal", "XavierUniform",
 ]

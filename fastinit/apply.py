@@ -11,14 +11,17 @@ from torch import nn
 from .keys import draw_seed, key_for
 from .plan import GroupReport, Plan
 from .policy import resolve_policy, tracked_tensors
-from .record import Pending
+from .record import Pending, run_context
 from .sharding import entries_for
 
 _last_report: list[GroupReport] = []
 
 
 def last_report() -> list[GroupReport]:
-    """What the last :func:`apply` launched: one row per (device, dtype, backend) group."""
+    """What the last :func:`apply` (or :func:`fastinit.recording` block) launched: one row per group.
+
+    Rows for tensors the init code read while recording (written on the spot) come first.
+    """
     return list(_last_report)
 
 
@@ -32,8 +35,13 @@ def _check_materialized(tracked: dict[str, torch.Tensor]) -> None:
         )
 
 
+def full_prefix(prefix: str) -> str:
+    """``prefix`` as it goes in front of a tensor's name: ``"layers.3"`` and ``"layers.3."`` give ``"layers.3."``."""
+    return prefix if not prefix or prefix.endswith(".") else prefix + "."
+
+
 def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None, backend: str = "auto",
-          generator: torch.Generator | None = None) -> nn.Module:
+          generator: torch.Generator | None = None, prefix: str = "") -> nn.Module:
     """Initialize every parameter (and floating buffer) of ``model`` as ``policy`` says; returns ``model``.
 
     The fused counterpart of ``model.apply(init_weights)`` / re-running each module's
@@ -42,35 +50,82 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
     ``init_weights`` you pass to ``model.apply``. ``seed`` None draws one from ``generator`` (torch's
     default generator when None). ``backend`` is ``"auto"`` or a name from ``fastinit.backends()``.
     Values depend only on (seed, parameter name, element index): not on device, backend or layout.
+    ``prefix`` is ``model``'s name inside a larger model (``"layers.3"``): keys then come from the
+    full names, so a submodule initialized alone gets the values it would get as part of the whole.
     """
     tracked = tracked_tensors(model)
     _check_materialized(tracked)  # before drawing a seed: a refused call leaves the caller's RNG alone
-    run_policy(model, policy, tracked, draw_seed(generator) if seed is None else seed, backend)
+    run_policy(model, policy, tracked, draw_seed(generator) if seed is None else seed, backend, prefix=prefix)
     return model
 
 
+class Writer:
+    """Writes recorded specs: on the spot (a flush) or all at the end, validated as a whole first.
+
+    ``seed`` None is drawn from ``generator`` the first time a value is needed. A pending tensor
+    with its own seed (recorded with ``generator=``) is written with that seed.
+    """
+
+    def __init__(self, seed: int | None, backend: str = "auto", prefix: str = "",
+                 generator: torch.Generator | None = None):
+        self._seed, self._generator = seed, generator
+        self.backend, self.prefix = backend, full_prefix(prefix)
+        self.flushed: set[str] = set()
+        self.reports: list[GroupReport] = []
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (drawn now if it was left to ``generator``)."""
+        if self._seed is None:
+            self._seed = draw_seed(self._generator)
+        return self._seed
+
+    def flush(self, p: Pending) -> None:
+        """Write ``p`` now (the recorded code reads it)."""
+        self.flushed.add(p.name)
+        self.reports += self._plan([p]).execute(self._seed_of(p), self.backend)
+
+    def write(self, pending: list[Pending]) -> list[GroupReport]:
+        """Validate every pending spec, then write them: one plan per seed (one unless ``generator=`` was used)."""
+        by_seed: dict[int, list[Pending]] = {}
+        for p in pending:
+            by_seed.setdefault(self._seed_of(p), []).append(p)
+        plans = [(s, self._plan(ps)) for s, ps in by_seed.items()]
+        for _, plan in plans:
+            plan.validate(self.backend)
+        for s, plan in plans:
+            self.reports += plan.execute(s, self.backend)
+        return self.reports
+
+    def _seed_of(self, p: Pending) -> int:
+        return p.seed if p.seed is not None else self.seed
+
+    def _plan(self, pending: list[Pending]) -> Plan:
+        return Plan([e for p in pending for e in
+                     entries_for(p.name, p.tensor, p.spec, key_for(self.prefix + p.name), post_ops=p.post_ops)])
+
+
 def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int, backend: str,
-               check: Callable[[list[Pending], set[str]], None] | None = None) -> list[Pending]:
+               check: Callable[[list[Pending], set[str]], None] | None = None, *, prefix: str = "") -> list[Pending]:
     """Record ``policy`` on ``model`` and execute it as one plan; the pending specs it executed.
 
     A tensor the init code reads while recording is written on the spot (flushed) with the same
-    values. ``check(pending, flushed_names)`` runs between recording and the fused write (materialize
-    uses it to refuse parameters the policy leaves without a value).
+    values. ``check(pending, initialized_names)`` runs between recording and the fused write
+    (materialize uses it to refuse parameters the policy leaves without a value); the names are
+    those flushed or written in full by the init code itself (whole copies). ``prefix``: see :func:`apply`.
     """
     global _last_report
-    flushed: set[str] = set()
-
-    def flush(p: Pending) -> None:
-        flushed.add(p.name)
-        _plan([p]).execute(seed, backend)
-
-    pending = resolve_policy(model, policy, tracked, flush)
+    writer = Writer(seed, backend, prefix)
+    written: set[str] = set()
+    with run_context(model, written):  # also for recorders a policy makes itself (fastinit.hf)
+        pending = resolve_policy(model, policy, tracked, writer.flush, written=written)
     if check is not None:
-        check(pending, flushed)
-    _last_report = _plan(pending).execute(seed, backend)
+        check(pending, writer.flushed | written)
+    _last_report = writer.write(pending)
     return pending
 
 
-def _plan(pending: list[Pending]) -> Plan:
-    return Plan([e for p in pending
-                 for e in entries_for(p.name, p.tensor, p.spec, key_for(p.name), post_ops=p.post_ops)])
+def set_last_report(reports: list[GroupReport]) -> None:
+    """Record what a recording block launched, for :func:`last_report`."""
+    global _last_report
+    _last_report = list(reports)

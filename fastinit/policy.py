@@ -194,35 +194,41 @@ def preset(name: str, **kwargs: Any) -> Rules:
 # ---- policy -> recorded specs ------------------------------------------------------------------
 
 def record_callable(model: nn.Module, fn: Callable[[nn.Module], object], tracked: dict[str, torch.Tensor],
-                    flush: Callable[[Pending], None]) -> list[Pending]:
-    """Run ``model.apply(fn)`` under a :class:`Recorder`; the specs it would have written, not written."""
-    rec = Recorder(tracked, flush)
+                    flush: Callable[[Pending], None], *, written: set[str] | None = None) -> list[Pending]:
+    """Run ``model.apply(fn)`` under a :class:`Recorder`; the specs it would have written, not written.
+
+    ``written`` (optional) receives the tracked names the code wrote in full itself (whole copies).
+    """
+    rec = Recorder(tracked, flush, model=model, written=written)
     with rec:
-        model.apply(fn)
+        rec.apply(model, fn)
     return rec.recorded()
 
 
 def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor],
-                   flush: Callable[[Pending], None]) -> list[Pending]:
-    """Every tracked tensor that gets a spec under ``policy``, with its spec and replayed ops."""
+                   flush: Callable[[Pending], None], *, written: set[str] | None = None) -> list[Pending]:
+    """Every tracked tensor that gets a spec under ``policy``, with its spec and replayed ops.
+
+    ``written`` (optional) receives the names recorded init code wrote in full without a spec (whole copies).
+    """
     if isinstance(policy, str):
         if policy == "default":
-            return record_callable(model, default_init, tracked, flush)
+            return record_callable(model, default_init, tracked, flush, written=written)
         if policy == "hf":  # a transformers model's own _init_weights (fastinit.hf)
             from .hf import record_hf
 
             return record_hf(model, tracked, flush)
         policy = preset(policy)
     if isinstance(policy, Rules):
-        return _apply_rules(model, policy, tracked, flush)
+        return _apply_rules(model, policy, tracked, flush, written)
     if callable(policy):
-        return record_callable(model, policy, tracked, flush)
+        return record_callable(model, policy, tracked, flush, written=written)
     raise TypeError("policy must be 'default', a preset name, a fastinit.Rules or a callable, "
                     f"not {type(policy).__name__}")
 
 
 def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor],
-                 flush: Callable[[Pending], None]) -> list[Pending]:
+                 flush: Callable[[Pending], None], written: set[str] | None = None) -> list[Pending]:
     prepare = getattr(rules, "prepare", None)
     if prepare is not None:
         prepare(model, tracked)
@@ -263,11 +269,16 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
                 default_init(module)
 
         def flush_wanted(p: Pending) -> None:
-            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init
-            if p.name in wanted:
+            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init;
+            # the init code's own temporaries are always written when it reads them
+            if (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None):
                 flush(p)
 
-        out.extend(p for p in record_callable(model, owners_init, tracked, flush_wanted) if p.name in wanted)
+        by_default: set[str] = set()
+        out.extend(p for p in record_callable(model, owners_init, tracked, flush_wanted, written=by_default)
+                   if p.name in wanted or (p.temporary and p.part_of is None))
+        if written is not None:
+            written.update(by_default & wanted)
     return out
 
 

@@ -5,34 +5,44 @@ Under :class:`Recorder`, ``torch.nn.init.*`` calls and whole-tensor writes (``fi
 that touches a tensor with a pending spec sees exactly what eager code would have seen:
 
 - a write-only partial op (``weight[pad].zero_()``, ``w[0] = 1.0``) is kept, and replayed after the
-  fused write, in order;
+  fused write, in order (:mod:`fastinit.replay`);
 - a read (``w.mul_(2)``, ``w.erfinv_()``, ``w.sum()``) first *flushes* the pending spec: that tensor
-  is written now, with the very values the fused launch would have given it.
+  is written now, with the very values the fused launch would have given it;
+- a tensor the code allocates and initializes itself (a *temporary*: ``_ConvNd`` on a channels_last
+  weight, q/k/v parts of a fused qkv, ``torch.randn(...)``) gets fastinit's stream under a key derived
+  from its order among the temporaries, never torch's RNG; a whole same-shape copy of a pending
+  temporary into a tracked tensor passes the spec on (fused); any other whole copy counts as written;
+- ``generator=g`` makes that tensor's values depend on ``g.initial_seed()`` instead of the seed;
+- memory replaced while recording (``to_empty``, ``p.data = ...``, reassigned buffers) is followed
+  through the module attribute (:mod:`fastinit.identity`); memory left uninitialized is refused.
 
-``torch.nn.init`` functions are intercepted twice over: the module attributes are swapped while
-recording (so ``xavier_uniform_``, which has no ``__torch_function__`` hook, is seen whole), and a
-``TorchFunctionMode`` sees calls through other references and the tensor methods.
+How calls reach the recorder, through any reference and only in the recording thread, is
+:mod:`fastinit.intercept`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from . import replay as R
 from . import specs as S
-from .sharding import fill_global, is_dtensor, local_tensor
+from .calls import bind, spec_from_call
+from .identity import FreshMemory, Slots, TrackedMemory, storage_id
+from .intercept import PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
+from .pending import Pending, generator_seed
+from .sharding import is_dtensor
+from .temporaries import RANDOM, TORCH_RNG, Temporaries, is_normal_factory
 
-_INIT_NAMES = tuple(S.BY_TORCH_NAME) + ("zeros_", "ones_")
-_INIT_FUNCS = {getattr(torch.nn.init, n): n for n in _INIT_NAMES}
-_TORCH_INIT = {n: f for f, n in _INIT_FUNCS.items()}
+_INIT_FUNCS = {f: n for n, f in TORCH_FUNCS.items()}
 
 # Ops that only look at metadata or make views: they never read or write values.
 _PASSTHROUGH_METHODS = (
@@ -63,78 +73,118 @@ def _passthrough() -> set:
 
 
 _PASSTHROUGH = _passthrough()
-_FILL, _ZERO = torch.Tensor.fill_, torch.Tensor.zero_
-_UNIFORM, _NORMAL = torch.Tensor.uniform_, torch.Tensor.normal_
-_SETITEM, _COPY = torch.Tensor.__setitem__, torch.Tensor.copy_
 _GETITEM = torch.Tensor.__getitem__
+_DATA_SET = torch.Tensor.data.__set__
+#: allocations whose memory holds garbage until written
+_EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
+#: ops that write every element they are given without reading it (what makes memory "written")
+_WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
+           torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
-def _storage(t: torch.Tensor) -> int:
-    # A DTensor is a wrapper: its identity is the local shard's memory (which to_local() shares).
-    return local_tensor(t).untyped_storage()._cdata
+_run = threading.local()
 
 
-def _covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
-    if is_dtensor(view) or is_dtensor(whole):
-        if not (is_dtensor(view) and is_dtensor(whole)) or tuple(view.shape) != tuple(whole.shape) \
-                or tuple(view.placements) != tuple(whole.placements):
-            return False
-        view, whole = local_tensor(view), local_tensor(whole)
-    return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
-            and tuple(view.stride()) == tuple(whole.stride()))
+@contextlib.contextmanager
+def run_context(model: nn.Module, written: set[str]) -> Iterator[None]:
+    """While inside, recorders made in this thread without ``model=``/``written=`` take these (see run_policy)."""
+    outer = getattr(_run, "current", None)
+    _run.current = (model, written)
+    try:
+        yield
+    finally:
+        _run.current = outer
 
 
-@dataclass
-class Pending:
-    """A tracked tensor's recorded spec and the write-only ops to replay after it."""
-
-    name: str
-    tensor: torch.Tensor
-    spec: S.Spec | None = None
-    post_ops: list[Callable[[], object]] = field(default_factory=list)
-    # DTensors only: a meta tensor of the global shape standing in for views of the DTensor (see
-    # Recorder._shadow_getitem), so that partial constant writes can be replayed on the local shard.
-    shadow: torch.Tensor | None = None
-
-
-class Recorder(TorchFunctionMode):
+class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
     """Turns init calls on ``tracked`` tensors (name -> tensor) into specs; see the module docstring.
 
-    ``flush(pending)`` is called to write a pending spec eagerly when something reads it.
+    ``flush(pending)`` is called to write a pending spec eagerly when something reads it. ``model``
+    (optional) is where the tracked names live: with it, memory replaced while recording is followed
+    through the module attribute. ``written`` (optional) collects the names the code wrote in full
+    without a spec (whole copies), so a caller can count them as initialized.
     """
 
-    def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None]):
+    def __init__(self, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None], *,
+                 model: nn.Module | None = None, written: set[str] | None = None):
         super().__init__()
+        run = getattr(_run, "current", None)
+        if run is not None:  # recorders made by any policy inside run_policy (e.g. "hf") follow its model, feed its set
+            model = model if model is not None else run[0]
+            written = written if written is not None else run[1]
         self.by_storage: dict[int, Pending] = {}
+        self.by_name: dict[str, Pending] = {}
+        self._sid: dict[str, int] = {}
         for name, t in tracked.items():
-            self.by_storage.setdefault(_storage(t), Pending(name, t))
+            sid = storage_id(t)
+            if sid not in self.by_storage:
+                p = Pending(name, t)
+                self.by_storage[sid], self.by_name[name], self._sid[name] = p, p, sid
+        self.slots = Slots(model, list(self.by_name))
+        self.fresh = FreshMemory()
+        self.written: set[str] = written if written is not None else set()
+        self.flushed: set[str] = set()
+        self.temporaries: dict[int, Pending] = {}  # id(pending) -> pending, in order of adoption
+        self._coverage: dict[str, torch.Tensor] = {}
         self._flush_fn = flush
-        self._patched: list[tuple[str, Callable]] = []
+        self._outside: list = []
+        #: the module whose init code runs now (its name in the model): temporaries are keyed by it and their order
+        #: in it, so adding or renaming other modules leaves their values alone
+        self.scope = ""
+        self._temp_counts: dict[str, int] = {}
+        self._warned_rng = False
+        self._quiet = 0
+
+    def apply(self, model: nn.Module, fn: Callable[[nn.Module], object]) -> None:
+        """``model.apply(fn)`` itself (overrides such as FSDP's included), each call scoped to the module's name."""
+        names = {id(m): n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
+
+        def scoped(module: nn.Module) -> object:
+            outer, self.scope = self.scope, names.get(id(module), self.scope)
+            try:
+                return fn(module)
+            finally:
+                self.scope = outer
+
+        model.apply(scoped)
 
     # -- results -------------------------------------------------------------------------------
     def recorded(self) -> list[Pending]:
-        """Tracked tensors that got a spec, in tracking order."""
-        return [p for p in self.by_storage.values() if p.spec is not None]
+        """Tensors that got a spec: tracked ones in tracking order, then the temporaries still referenced.
+
+        Follows replaced memory one last time, and raises if a tracked tensor's memory was replaced by
+        uninitialized memory that nothing wrote (eager code would leave it holding garbage).
+        """
+        self._refresh(check_storage=True)
+        garbage = [p.name for p in self.by_name.values()
+                   if p.spec is None and p.name not in self.written and p.name not in self.flushed
+                   and self.fresh.holds(p.tensor)]
+        if garbage:
+            raise RuntimeError(
+                "fastinit: the recorded init code replaced the memory of these tensors with uninitialized memory "
+                "(to_empty, .data = torch.empty_like(...), a new empty buffer) and never wrote it, so they would "
+                f"hold garbage: {', '.join(garbage)}")
+        out = [p for p in self.by_name.values() if p.spec is not None]
+        # (temporaries the code dropped are gone already: see _Temporary)
+        out += [p for p in list(self.temporaries.values()) if p.spec is not None and p.tensor is not None]
+        return out
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _target(self, t) -> tuple[Pending | None, bool]:
-        """(the tracked tensor whose memory ``t`` views, whether ``t`` covers all of it)."""
-        if not isinstance(t, torch.Tensor) or t.is_sparse:
-            return None, False
-        p = self.by_storage.get(_storage(t))
-        if p is None:
-            return None, False
-        return p, _covers(t, p.tensor)
-
-    def _set(self, p: Pending, spec: S.Spec) -> None:
+    def _set(self, p: Pending, spec: S.Spec, generator: object = None) -> None:
         p.spec = spec
         p.post_ops = []
+        p.seed = generator_seed(generator)
 
     def _flush(self, p: Pending) -> None:
         if p.spec is not None:
             self._run_unrecorded(self._flush_fn, p)
+            self.fresh.written(p.tensor)
             p.spec = None
             p.post_ops = []
+            if p.temporary:
+                self._forget(p)  # written: from here on it is a tensor like any other
+            else:
+                self.flushed.add(p.name)
 
     def _flush_touching(self, args, kwargs) -> None:
         for t in tree_flatten((args, kwargs))[0]:
@@ -143,32 +193,89 @@ class Recorder(TorchFunctionMode):
                 self._flush(p)
 
     # -- torch.nn.init interception ------------------------------------------------------------
+    def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
+        """Where :func:`fastinit.intercept.dispatch` hands this thread's ``torch.nn.init`` calls."""
+        # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
+        # would otherwise go through __torch_function__ first.
+        return self._run_unrecorded(self.record_init, torch_name, original, *args, **kwargs)
+
     def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
         """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
-        p, whole = self._target(tensor)
+        p, whole = self._target(tensor, follow=True)
+        if p is None and self._adoptable(tensor):
+            p, whole = self._adopt(tensor), True
         if p is not None and not whole and p.spec is not None and torch_name in ("zeros_", "ones_", "constant_"):
             # a constant written over part of a pending tensor (HF's padding row): replay it after the fused write
             value = {"zeros_": 0.0, "ones_": 1.0}.get(torch_name)
             if value is None:
-                value = _bind(original, (tensor, *args), kwargs)["val"]
-            p.post_ops.append(self._partial_fill(p, tensor, None, value,
-                                                 functools.partial(original, tensor, *args, **kwargs)))
+                value = bind(original, (tensor, *args), kwargs)["val"]
+            p.post_ops.append(R.partial_fill(p, tensor, None, value,
+                                             functools.partial(original, tensor, *args, **kwargs)))
             return tensor
-        if p is not None and self._is_shadow(p, tensor):
-            raise _shadow_error(p)
-        if p is None or not whole:
-            if p is not None:
-                self._flush(p)
-            return self._run_unrecorded(original, tensor, *args, **kwargs)
-        spec = _spec_from_call(torch_name, original, tensor, args, kwargs)
+        if p is not None and R.is_shadow(p, tensor):
+            raise R.shadow_error(p)
+        if p is not None and not whole:
+            self._flush(p)
+            out = self._write_view_now(p, torch_name, original, tensor, args, kwargs)
+            self._mark_written(p, tensor, whole=False)
+            return out
+        if p is None:
+            out = original(tensor, *args, **kwargs)
+            self.fresh.written(tensor)
+            return out
+        spec, generator = spec_from_call(torch_name, original, tensor, args, kwargs)
         if spec is not None:
-            self._set(p, spec)
+            self._set(p, spec, generator)
         return tensor
 
-    # -- DTensor views -------------------------------------------------------------------------
-    def _is_shadow(self, p: Pending, t) -> bool:
-        return p.shadow is not None and isinstance(t, torch.Tensor) and t.is_meta and _storage(t) == _storage(p.shadow)
+    def _write_view_now(self, p: Pending, torch_name: str, original: Callable, view, args, kwargs):
+        """An init call on part of a tracked tensor (``normal_(w[:d])``): write it now, on fastinit's stream.
 
+        Its key comes from the tensor's name and the view's place in it, so it is deterministic and
+        differs from every other view's.
+        """
+        if not self._adoptable(view):
+            return original(view, *args, **kwargs)
+        spec, generator = spec_from_call(torch_name, original, view, args, kwargs)
+        if spec is None:
+            return view
+        name = f"{p.name}[offset {view.storage_offset()}, shape {tuple(view.shape)}, stride {tuple(view.stride())}]"
+        part = Pending(name, view, spec, seed=generator_seed(generator), temporary=True, part_of=p.name)
+        self._flush_fn(part)
+        return view
+
+    def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
+        # Running torch's own code while this mode is active would come back here through __torch_function__
+        # (and through the stand-ins); outside __torch_function__ the mode is still on the stack.
+        # Another mode pushed above this one (``with torch.device(...)`` inside the block) keeps it on the stack:
+        # then _quiet makes __torch_function__ pass everything straight through.
+        with not_recording():
+            self._quiet += 1
+            try:
+                if torch.overrides._get_current_function_mode() is self:
+                    with torch.overrides._pop_mode_temporarily():
+                        return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            finally:
+                self._quiet -= 1
+
+    def __enter__(self):
+        cm = recording_in_this_thread(self)
+        cm.__enter__()
+        self._outside.append(cm)
+        try:
+            return super().__enter__()
+        except BaseException:
+            self._outside.pop().__exit__(*sys.exc_info())
+            raise
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._outside.pop().__exit__(*exc)
+
+    # -- DTensor views -------------------------------------------------------------------------
     def _shadow_getitem(self, p: Pending, index):
         """``dtensor[index]`` while ``dtensor`` has a pending spec: a view of its meta shadow.
 
@@ -179,63 +286,14 @@ class Recorder(TorchFunctionMode):
         """
         if p.shadow is None:
             p.shadow = torch.empty(tuple(p.tensor.shape), dtype=p.tensor.dtype, device="meta")
-            self.by_storage[_storage(p.shadow)] = p
+            self.by_storage[storage_id(p.shadow)] = p
         return p.shadow[index]  # inside __torch_function__ this mode is already off
-
-    def _partial_fill(self, p: Pending, view, index, value, eager: Callable[[], object]) -> Callable[[], object]:
-        """The post op writing constant ``value`` into ``view`` (or ``view[index]``) of a pending tensor.
-
-        ``eager`` is the recorded call itself, replayed as is on a plain tensor.
-        """
-        if not self._is_shadow(p, view):
-            return eager
-        shape, stride, offset = tuple(view.shape), tuple(view.stride()), view.storage_offset()
-
-        def region(g: torch.Tensor) -> torch.Tensor:
-            v = g.as_strided(shape, stride, offset)
-            return v[index] if index is not None else v
-
-        return functools.partial(fill_global, p.tensor, region, float(value))
-
-    def _run_unrecorded(self, fn: Callable, /, *args, **kwargs):
-        # Running the original init while this mode is active would re-enter record_init through
-        # its __torch_function__ hook; outside __torch_function__ the mode is still on the stack.
-        if torch.overrides._get_current_function_mode() is self:
-            with torch.overrides._pop_mode_temporarily():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    def _recording(self, torch_name: str, original: Callable) -> Callable:
-        """The recording stand-in for ``torch.nn.init.<torch_name>``."""
-        return functools.wraps(original)(functools.partial(_call_recording, self, torch_name, original))
-
-    @contextlib.contextmanager
-    def patch_init(self):
-        """Swap the ``torch.nn.init`` functions for recording ones while inside."""
-        init = torch.nn.init
-        saved = {n: getattr(init, n) for n in _INIT_NAMES}
-        for n, fn in saved.items():
-            setattr(init, n, self._recording(n, fn))
-        try:
-            yield
-        finally:
-            for n, fn in saved.items():
-                setattr(init, n, fn)
-
-    def __enter__(self):
-        self._patch_cm = self.patch_init()
-        self._patch_cm.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            self._patch_cm.__exit__(*exc)
 
     # -- every other torch call ----------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self._quiet:
+            return func(*args, **kwargs)
         if func is _GETITEM and args and is_dtensor(args[0]):
             p, whole = self._target(args[0])
             if p is not None and whole and p.spec is not None:
@@ -244,172 +302,65 @@ class Recorder(TorchFunctionMode):
             out = func(*args, **kwargs)
             if func in _MAYBE_COPY and isinstance(out, torch.Tensor) and args:
                 p, _ = self._target(args[0])
-                if p is not None and p.spec is not None and _storage(out) != _storage(args[0]):
+                if p is not None and p.spec is not None and storage_id(out) != storage_id(args[0]):
                     self._flush(p)
                     out = func(*args, **kwargs)
             return out
-        if func in _INIT_FUNCS:  # reached through a reference taken before patching
-            return _call_recording(self, _INIT_FUNCS[func], func, *args, **kwargs)
-        if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
-            # transformers patches torch.nn.init with flag-guarded copies while it initializes, so the
-            # torch function's own __torch_function__ hook reports the guarded copy: honour its guard
-            tensor = args[0] if args else kwargs.get("tensor")
-            if getattr(tensor, "_is_hf_initialized", False):
-                return tensor
-            return _call_recording(self, func.__name__, _TORCH_INIT[func.__name__], *args, **kwargs)
+        if func in _INIT_FUNCS:  # torch's own hook, should a caller reach it: the same as the stand-in
+            name = _INIT_FUNCS[func]
+            return self._run_unrecorded(self.record_init, name, PRISTINE[name], *args, **kwargs) if args \
+                else func(**kwargs)
+        if func in _EMPTY:
+            out = func(*args, **kwargs)
+            self.fresh.add(out)
+            return out
+        if func in RANDOM:
+            return self._random_factory(func, args, kwargs)
+        if func is torch.normal and is_normal_factory(args, kwargs):
+            return self._normal_factory(args, kwargs)
+        if func in TORCH_RNG:
+            self._warn_torch_rng(func)
+        if func == _DATA_SET:
+            return self._set_data(func, args, kwargs)
         first = args[0] if args else None
-        p, whole = self._target(first)
-        whole = whole and func is not _SETITEM  # w[i] = v writes part of w
+        p, whole = self._target(first, follow=func in _WRITES)
+        whole = whole and func is not R.SETITEM  # w[i] = v writes part of w
+        if p is None and whole is False and func in (R.UNIFORM, R.NORMAL) and self._adoptable(first) \
+                and not kwargs.get("out"):
+            p, whole = self._adopt(first), True  # t = torch.empty(...).normal_(): a temporary
         if p is not None:
             rest = (args[1:], kwargs)
             reads_pending = any(self._target(t)[0] is not None and self._target(t)[0].spec is not None
                                 for t in tree_flatten(rest)[0])
+            if func is R.COPY and whole and self._take_over(p, args, kwargs):
+                return first
             if not reads_pending:
-                spec = _spec_from_method(func, args, kwargs) if whole else None
+                spec, generator = R.spec_from_method(func, args, kwargs) if whole else (None, None)
                 if spec is not None:
-                    self._set(p, spec)
+                    self._set(p, spec, generator)
                     return first
-                if whole and func is _COPY:
-                    p.spec, p.post_ops = None, []  # fully overwritten by data that does not depend on it
-                    return func(*args, **kwargs)
-                if not whole and p.spec is not None and _write_only(func, args, kwargs):
-                    if self._is_shadow(p, first):
-                        index = args[1] if func is _SETITEM else None
-                        value = 0.0 if func is _ZERO else args[-1]
-                        p.post_ops.append(self._partial_fill(p, first, index, value,
-                                                             functools.partial(func, *args, **kwargs)))
+                if whole and func is R.COPY:
+                    p.spec, p.post_ops, p.seed = None, [], None  # overwritten by data that does not depend on it
+                    out = func(*args, **kwargs)
+                    self._mark_written(p, first, whole=True)
+                    return out
+                if not whole and p.spec is not None and R.write_only(func, args, kwargs):
+                    if R.is_shadow(p, first):
+                        index = args[1] if func is R.SETITEM else None
+                        value = 0.0 if func is R.ZERO else args[-1]
+                        p.post_ops.append(R.partial_fill(p, first, index, value,
+                                                         functools.partial(func, *args, **kwargs)))
                     else:
                         p.post_ops.append(functools.partial(func, *args, **kwargs))
-                    return first if func is not _SETITEM else None
-            if self._is_shadow(p, first) or any(self._is_shadow(p, t) for t in tree_flatten(rest)[0]):
-                raise _shadow_error(p)
+                    return first if func is not R.SETITEM else None
+            if R.is_shadow(p, first) or any(R.is_shadow(p, t) for t in tree_flatten(rest)[0]):
+                raise R.shadow_error(p)
         self._flush_touching(args, kwargs)
-        return func(*args, **kwargs)
-
-
-def _shadow_error(p: Pending) -> NotImplementedError:
-    return NotImplementedError(
-        f"{p.name} is a sharded DTensor with a recorded spec, and the init code reads part of it "
-        "(e.g. w[i].mul_(2)). fastinit replays only constant writes to parts of a sharded tensor; "
-        "initialize it with a policy of specs (fastinit.Rules) or without the partial read.")
-
-
-def _write_only(func, args, kwargs) -> bool:
-    """Ops that overwrite part of a tensor with a constant, reading nothing of it."""
-    if func is _ZERO:
-        return True
-    if func is _FILL:
-        return len(args) > 1 and isinstance(args[1], (bool, int, float))
-    if func is _SETITEM:
-        return len(args) > 2 and isinstance(args[2], (bool, int, float))
-    return False
-
-
-def _spec_from_method(func, args, kwargs) -> S.Spec | None:
-    """A whole-tensor ``fill_``/``zero_``/``uniform_``/``normal_`` as a spec (None if it is none of those)."""
-    if func is _ZERO:
-        return S.Constant(0.0)
-    if func is _FILL and len(args) > 1 and isinstance(args[1], (bool, int, float)):
-        return S.Constant(float(args[1]))
-    if func is _UNIFORM:
-        bound = inspect.signature(lambda a=0.0, b=1.0, *, generator=None: None).bind(*args[1:], **_rename(kwargs))
-        bound.apply_defaults()
-        return S.Uniform(float(bound.arguments["a"]), float(bound.arguments["b"]))
-    if func is _NORMAL:
-        bound = inspect.signature(lambda mean=0.0, std=1.0, *, generator=None: None).bind(*args[1:], **kwargs)
-        bound.apply_defaults()
-        return S.Normal(float(bound.arguments["mean"]), float(bound.arguments["std"]))
-    return None
-
-
-def _rename(kwargs: dict) -> dict:
-    out = dict(kwargs)
-    if "from" in out:
-        out["a"] = out.pop("from")
-    if "to" in out:
-        out["b"] = out.pop("to")
-    return out
-
-
-def _call_recording(recorder: Recorder, torch_name: str, original: Callable, /, *args, **kwargs):
-    # Positional-only parameters all the way down, so that no keyword of the user's call can collide with ours:
-    # whatever torch.nn.init accepts is recorded, and a bad call gets torch's own TypeError (from _bind).
-    if args and "tensor" not in kwargs:
-        tensor, args = args[0], args[1:]
-    elif not args and "tensor" in kwargs:
-        tensor = kwargs.pop("tensor")
-    else:
-        return original(*args, **kwargs)  # no tensor, or two: Python refuses it with torch's message
-    # Bookkeeping runs with the mode off the stack: each tensor method it calls (stride(), storage lookups)
-    # would otherwise go through __torch_function__ first.
-    return recorder._run_unrecorded(recorder.record_init, torch_name, original, tensor, *args, **kwargs)
-
-
-_RECORDING_CODE = _call_recording.__code__
-
-
-def _stacklevel_of_init_caller() -> int:
-    """The ``stacklevel``, counted from the caller of this function, of the code that called the recording
-    stand-in of a ``torch.nn.init`` function: where torch's own warnings point (``Recorder._recording``)."""
-    f = sys._getframe(1)
-    level = 1
-    while f is not None and f.f_code is not _RECORDING_CODE:
-        f = f.f_back
-        level += 1
-    return level + 1 if f is not None else 1
-
-
-@functools.cache
-def _signature(fn: Callable) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-@functools.cache
-def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
-    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
-    params = _signature(fn).parameters.values()
-    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
-        return (), {}, frozenset()
-    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
-            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
-
-
-def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
-    """Every parameter of ``fn`` for the call ``fn(*args, **kwargs)``, as ``Signature.bind`` + ``apply_defaults``.
-
-    The common call is bound by hand (``Signature.bind`` is a third of the recording time); anything unusual
-    goes through ``Signature.bind``, which raises torch's own TypeError for a bad call.
-    """
-    positional, defaults, names = _binder(fn)
-    if names and len(args) <= len(positional) and names.issuperset(kwargs) \
-            and not any(n in kwargs for n in positional[:len(args)]):
-        a = dict(defaults)
-        a.update(zip(positional, args))
-        a.update(kwargs)
-        if len(a) == len(names):
-            return a
-    try:
-        bound = _signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        fn(*args, **kwargs)  # Python refuses the call before the body runs, with the function's own message
-        raise
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-def _spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> S.Spec | None:
-    """The spec of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and warnings."""
-    a = _bind(original, (tensor, *args), kwargs)
-    a.pop("tensor", None)
-    a.pop("generator", None)
-    shape = tuple(tensor.shape)
-    if torch_name == "zeros_":
-        spec: S.Spec = S.Constant(0.0)
-    elif torch_name == "ones_":
-        spec = S.Constant(1.0)
-    else:
-        spec = S.BY_TORCH_NAME[torch_name](**a)
-    if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
-        return None
-    S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
-    return spec
+        out = func(*args, **kwargs)
+        if func in _WRITES and isinstance(first, torch.Tensor):
+            self._after_write(p, func, args, whole)
+        dest = kwargs.get("out")
+        if isinstance(dest, torch.Tensor):  # torch.cat(parts, out=weight) (megatron's CPU init) writes all of weight
+            q, q_whole = self._target(dest, follow=True)
+            self._mark_written(q, dest, q_whole)
+        return out

@@ -515,7 +515,7 @@ def test_recorded_call_binding_matches_signature_bind(i):
     """The hand binder gives Signature.bind + apply_defaults' arguments for every call form."""
     import inspect
 
-    from fastinit.record import _bind
+    from fastinit.calls import bind as _bind
 
     fn, args, kwargs = _call_forms()[i]
     w = torch.empty(8, 4)

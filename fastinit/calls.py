@@ -1,0 +1,84 @@
+"""Recorded calls: a ``torch.nn.init`` call's arguments bound as torch binds them, and the spec it stands for."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+
+import torch
+
+from . import specs as S
+from .intercept import TRAMPOLINE_CODES
+
+
+def bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """Every parameter of ``fn`` for the call ``fn(*args, **kwargs)``, as ``Signature.bind`` + ``apply_defaults``.
+
+    The common call is bound by hand (``Signature.bind`` is a third of the recording time); anything unusual
+    goes through ``Signature.bind``, which raises torch's own TypeError for a bad call.
+    """
+    positional, defaults, names = _binder(fn)
+    if names and len(args) <= len(positional) and names.issuperset(kwargs) \
+            and not any(n in kwargs for n in positional[:len(args)]):
+        a = dict(defaults)
+        a.update(zip(positional, args))
+        a.update(kwargs)
+        if len(a) == len(names):
+            return a
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        fn(*args, **kwargs)  # Python refuses the call before the body runs, with the function's own message
+        raise
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+@functools.cache
+def _signature(fn: Callable) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+@functools.cache
+def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
+    """(positional names, defaults, all names) of ``fn``, or no names when it takes ``*args``/``**kwargs``."""
+    params = _signature(fn).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        return (), {}, frozenset()
+    return (tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD),
+            {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
+
+
+def _stacklevel_of_init_caller() -> int:
+    """The ``stacklevel``, counted from the caller of this function, of the code that called a ``torch.nn.init``
+    function (whose stand-in's frame runs one of :data:`fastinit.intercept.TRAMPOLINE_CODES`): where torch's own
+    warnings point."""
+    f = sys._getframe(1)
+    level = 1
+    while f is not None and f.f_code not in TRAMPOLINE_CODES:
+        f = f.f_back
+        level += 1
+    return level + 1 if f is not None else 1
+
+
+def spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> tuple[S.Spec | None, object]:
+    """(spec, generator=) of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and
+    warnings; the spec is None when torch would return without writing."""
+    a = bind(original, (tensor, *args), kwargs)
+    a.pop("tensor", None)
+    generator = a.pop("generator", None)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        original(tensor, *args, **kwargs)  # torch refuses it with its own TypeError before writing
+    shape = tuple(tensor.shape)
+    if torch_name == "zeros_":
+        spec: S.Spec = S.Constant(0.0)
+    elif torch_name == "ones_":
+        spec = S.Constant(1.0)
+    else:
+        spec = S.BY_TORCH_NAME[torch_name](**a)
+    if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
+        return None, None
+    S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
+    return spec, generator
