@@ -101,8 +101,13 @@ class Writer:
         return p.seed if p.seed is not None else self.seed
 
     def _plan(self, pending: list[Pending]) -> Plan:
-        return Plan([e for p in pending for e in
-                     entries_for(p.name, p.tensor, p.spec, key_for(self.prefix + p.name), post_ops=p.post_ops)])
+        return plan_of(pending, self.prefix)
+
+
+def plan_of(pending: list[Pending], prefix: str = "") -> Plan:
+    """The plan writing ``pending`` (not validated, nothing written); keys from ``prefix`` + each name."""
+    return Plan([e for p in pending for e in
+                 entries_for(p.name, p.tensor, p.spec, key_for(prefix + p.name), post_ops=p.post_ops)])
 
 
 def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int, backend: str,

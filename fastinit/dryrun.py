@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .apply import _plan
+from .apply import plan_of
 from .plan import Entry, Plan
 from .policy import resolve_policy, tracked_tensors
-from .record import Pending
+from .record import Pending, run_context
 from .sharding import is_dtensor
 from .specs import Spec, resolve_spec
 
@@ -167,7 +167,7 @@ def _aliases(model: nn.Module) -> dict[int, list[str]]:
 
 def _validated(pending: list[Pending], backend: str) -> Plan:
     """apply's plan of ``pending`` with every entry resolved and given its backend; nothing is written."""
-    plan = _plan(pending)
+    plan = plan_of(pending)
     if any(e.tensor.is_meta for e in plan.entries):  # a deferred model: no memory, so no backend either
         for e in plan.entries:
             e.resolved = resolve_spec(e.spec, e.shape)
@@ -190,7 +190,7 @@ def dry_run(model: nn.Module, policy: Any = "default", backend: str = "auto") ->
             flushes.setdefault(p.name, []).append(Flushed(p.spec, list(p.post_ops), log.count(p.tensor)))
 
         try:
-            with log:
+            with log, run_context(model, set()):  # as run_policy records: replaced memory followed through the model
                 pending = {p.name: p for p in resolve_policy(model, policy, stand_ins, flush)}
         except (NotImplementedError, RuntimeError) as exc:
             if "meta" not in str(exc):
