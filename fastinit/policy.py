@@ -206,8 +206,10 @@ def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tenso
                    flush: Callable[[Pending], None]) -> list[Pending]:
     """Every tracked tensor that gets a spec under ``policy``, with its spec and replayed ops."""
     if isinstance(policy, str):
-        if policy == "default":
-            return record_callable(model, default_init, tracked, flush)
+        if policy == "default":  # tied tensors keep their creator's init (fastinit.ties)
+            from .ties import record_untied
+
+            return record_untied(model, tracked, flush, lambda tr, fl: record_callable(model, default_init, tr, fl))
         if policy == "hf":  # a transformers model's own _init_weights (fastinit.hf)
             from .hf import record_hf
 

@@ -1,0 +1,216 @@
+"""Recording constructors: under ``empty_init``, every write into a registered parameter goes to a log.
+
+:class:`ConstructionRecorder` is the interception half (``torch.nn.init`` stand-ins and a
+``TorchFunctionMode``); :mod:`fastinit.construct_log` holds what it records and replays it.
+
+- a whole-tensor init (``torch.nn.init.*`` through any reference that reaches torch's hook,
+  transformers' guarded copies, ``fill_``/``zero_``/``uniform_``/``normal_``) becomes the tensor's spec;
+- a random init of part of a tensor (``init.normal_(w[:k])``) is replayed from the fastinit stream
+  with its own key (the name plus ``[n]``), never torch's RNG;
+- every other write (``w[pad].zero_()``, ``w.copy_(table)``, ``w.mul_(2)``, ``w[0] = 1``) is kept in
+  order, with the values it reads copied as they were;
+- a tie is the same Parameter registered twice: one slot, so the last init before the tie is what
+  the tied tensor holds, as in eager construction.
+
+Meta parameters hold no values, so everything a constructor computes *from* one (a buffer made
+from a weight) stays meta; writing such a value into a parameter marks that parameter as
+impossible to replay, and ``materialize`` raises instead of guessing. Small parameters that stay
+real are recorded the same way (so ``materialize`` writes them from the stream, bitwise what
+``"default"`` gives); constant writes run on them eagerly, random ones do not, and values computed
+from a real parameter whose random init was deferred are flagged the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .construct_log import ConstructionLog, Slot, tensors_in
+from .record import _INIT_FUNCS, _INIT_NAMES, _PASSTHROUGH, _TORCH_INIT, _spec_from_call, _spec_from_method
+
+_SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
+_RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
+_CONSTANT_INITS = ("zeros_", "ones_", "constant_", "eye_", "dirac_")
+# set on real tensors computed from a parameter whose random init was deferred: their value is not eager's
+_TAINT = "_fastinit_stale_value"
+_INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__", "__ipow__",
+                    "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__setitem__"}
+
+
+def _written(func: Callable, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The tensor an op writes: the first argument of an in-place op, or ``out=``."""
+    out = kwargs.get("out")
+    if isinstance(out, torch.Tensor):
+        return out
+    name = getattr(func, "__name__", "")
+    inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.startswith("__"))
+    if inplace and args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    return None
+
+
+def _overwrites_whole(func: Callable, args: tuple) -> bool:
+    """Ops that give every element of their (whole) target a value that does not depend on it."""
+    if func is _COPY or func is _ZERO:
+        return True
+    return func is _FILL and len(args) > 1
+
+
+class ConstructionRecorder(TorchFunctionMode):
+    """Records writes into the parameters of ``log`` (see the module docstring)."""
+
+    def __init__(self, log: ConstructionLog):
+        super().__init__()
+        self.log = log
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _is_tainted(self, t: torch.Tensor) -> bool:
+        if getattr(t, _TAINT, False):
+            return True
+        s, _ = self.log.lookup(t)
+        return s is not None and s.stale
+
+    def _run(self, fn: Callable, /, *args, **kwargs):
+        if torch.overrides._get_current_function_mode() is self:
+            with torch.overrides._pop_mode_temporarily():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    def _run_on_meta(self, fn: Callable, *args, **kwargs):
+        # Running the op on the meta tensor keeps eager's shape and dtype errors; random fills are skipped
+        # (torch's meta normal_ imports torch._dynamo on first use), as are ops with no meta kernel.
+        try:
+            return self._run(fn, *args, **kwargs)
+        except NotImplementedError:
+            return args[0] if args else None
+
+    # -- torch.nn.init -------------------------------------------------------------------------
+    def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
+        """A ``torch.nn.init`` call: recorded if it writes a parameter of the log, else run as is."""
+        slot, whole = self.log.lookup(tensor)
+        if slot is None:
+            return self._run(original, tensor, *args, **kwargs)
+        spec = self._run(_spec_from_call, torch_name, original, tensor, args, kwargs)  # torch's errors and warnings
+        if spec is None:  # torch warns and writes nothing (zero-element tensors)
+            return tensor
+        constant = torch_name in _CONSTANT_INITS
+        if whole:
+            self.log.set_spec(slot, spec)
+        elif constant:
+            self.log.add_op(slot, original, (tensor, *args), kwargs, tainted=self._is_tainted)
+        else:
+            self.log.add_op(slot, None, (tensor,), {}, spec=spec, tainted=self._is_tainted)
+        self._after_write(slot, tensor, constant, functools.partial(original, tensor, *args, **kwargs), whole)
+        return tensor
+
+    def _after_write(self, slot: Slot, view: torch.Tensor, deterministic: bool, eager: Callable, whole: bool) -> None:
+        """Keep a real tensor's eager value meaningful: run deterministic writes, mark deferred random ones."""
+        if view.is_meta:
+            return
+        if deterministic:
+            self._run(eager)
+            if whole:
+                slot.stale = False
+        else:
+            slot.stale = True
+
+    def _stand_in(self, torch_name: str, original: Callable) -> Callable:
+        def call(*args, **kwargs):
+            if args and "tensor" not in kwargs:
+                return self.record_init(torch_name, original, *args, **kwargs)
+            if not args and "tensor" in kwargs:
+                tensor = kwargs.pop("tensor")
+                return self.record_init(torch_name, original, tensor, **kwargs)
+            return original(*args, **kwargs)  # Python refuses the call with torch's own message
+
+        return functools.wraps(original)(call)
+
+    @contextlib.contextmanager
+    def patch_init(self):
+        """Swap the ``torch.nn.init`` functions for recording ones while inside."""
+        init = torch.nn.init
+        saved = {n: getattr(init, n) for n in _INIT_NAMES}
+        for n, fn in saved.items():
+            setattr(init, n, self._stand_in(n, fn))
+        try:
+            yield
+        finally:
+            for n, fn in saved.items():
+                setattr(init, n, fn)
+
+    def __enter__(self):
+        self._patch_cm = self.patch_init()
+        self._patch_cm.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._patch_cm.__exit__(*exc)
+
+    # -- every other torch call ----------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PASSTHROUGH:
+            return func(*args, **kwargs)
+        if func in _INIT_FUNCS:  # reached through a reference taken before patching (megatron's init_method)
+            return self._call_init(_INIT_FUNCS[func], func, args, kwargs)
+        if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if getattr(tensor, "_is_hf_initialized", False):  # transformers' guard, honoured
+                return tensor
+            return self._call_init(func.__name__, _TORCH_INIT[func.__name__], args, kwargs)
+        target = _written(func, args, kwargs)
+        slot, whole = self.log.lookup(target)
+        if slot is None:
+            out = func(*args, **kwargs)
+            if any(self._is_tainted(t) for t in tensors_in((args, kwargs))):
+                for t in tensors_in(out) + ([target] if target is not None else []):
+                    if not t.is_meta:
+                        setattr(t, _TAINT, True)
+            return out
+        return self._record_write(slot, whole, func, args, kwargs)
+
+    def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
+        kwargs = dict(kwargs)
+        if args and "tensor" not in kwargs:
+            return self._run(self.record_init, torch_name, original, *args, **kwargs)
+        if not args and "tensor" in kwargs:
+            tensor = kwargs.pop("tensor")
+            return self._run(self.record_init, torch_name, original, tensor, **kwargs)
+        return original(*args, **kwargs)
+
+    def _record_write(self, slot: Slot, whole: bool, func: Callable, args: tuple, kwargs: dict):
+        view = args[0] if args else kwargs["out"]
+        sources = tensors_in((args[1:], {k: v for k, v in kwargs.items() if k != "out"}))
+        reads_slot = any(self.log.lookup(t)[0] is not None for t in sources)
+        spec = None
+        if not reads_slot and "out" not in kwargs:
+            spec = self._run(_spec_from_method, func, args, kwargs)
+        random = func in _RANDOM_METHODS
+        if spec is not None and whole:
+            self.log.set_spec(slot, spec)
+        elif spec is not None and random:
+            self.log.add_op(slot, None, (view,), {}, spec=spec, tainted=self._is_tainted)
+        else:
+            overwrite = whole and _overwrites_whole(func, args) and func is not _SETITEM
+            self.log.add_op(slot, func, args, kwargs, whole_write=overwrite, tainted=self._is_tainted)
+            random = False
+            if not view.is_meta and any(self._is_tainted(t) for t in sources):
+                slot.stale = True
+        if view.is_meta:
+            if random:
+                return view
+            return self._run_on_meta(func, *args, **kwargs)
+        if random:
+            slot.stale = True
+            return view if func is not _SETITEM else None
+        out = self._run(func, *args, **kwargs)
+        if whole and spec is not None:
+            slot.stale = False
+        return out

@@ -1,0 +1,206 @@
+"""The log of what constructors wrote into parameters under ``empty_init``, and its replay by ``materialize``.
+
+A :class:`Slot` per parameter registered inside the block (its memory is meta, or real when small)
+holds the last whole-tensor init as a spec; every other write (a padding row zeroed, a sinusoidal
+table ``copy_``-ed in, a slice initialized alone, ``w.mul_(0.5)``) is an :class:`Op` in one global
+list, kept in the order it ran. A whole init of a tensor makes its earlier ops dead.
+
+Replay (:meth:`ConstructionLog.replay`): one fused plan of every live spec, then every live op in
+recorded order on the allocated tensors. That is exactly eager order: an op ran after the spec of
+the tensor it writes, and after the spec of every tensor it reads, unless that tensor was
+initialized again later, which the log marks as impossible to replay (``Slot.broken``) instead of
+replaying it wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+from . import specs as S
+from .init import run_spec
+from .keys import key_for
+from .plan import GroupReport, Plan
+from .sharding import entries_for
+
+#: attribute set on a recorded Parameter: its Slot (materialize finds the log through the model's parameters)
+SLOT_ATTR = "_fastinit_slot"
+
+
+@dataclass(eq=False)
+class Slot:
+    """One parameter registered under ``empty_init``: its last whole init and whether anything gave it a value."""
+
+    tensor: torch.Tensor  # held, so that its storage (the lookup key) is never freed and reused
+    log: ConstructionLog
+    spec: S.Spec | None = None
+    valued: bool = False  # a whole init or a whole overwrite (copy_) gave every element a value
+    stale: bool = False  # a real (small) tensor whose eager value is not what materialize will write
+    broken: str = ""  # why its recorded writes cannot be replayed (raised by materialize)
+    ops: list[Op] = field(default_factory=list)  # live ops writing it
+    readers: list[Op] = field(default_factory=list)  # live ops of other slots that read it
+    partial_inits: int = 0  # random inits of a part of it (each gets its own key)
+
+
+@dataclass(eq=False)
+class View:
+    """A view of a slot's tensor inside a recorded op: rebuilt on the allocated tensor at replay."""
+
+    slot: Slot
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+
+
+@dataclass(eq=False)
+class Op:
+    """A recorded write: ``func(*args, **kwargs)`` with :class:`View` for slot views (or a partial spec)."""
+
+    writes: Slot
+    func: Callable | None
+    args: tuple
+    kwargs: dict
+    reads: tuple[Slot, ...] = ()
+    spec: S.Spec | None = None  # a random init of part of the tensor: written with this spec and its own key
+    part: int = 0
+    live: bool = True
+
+
+class ConstructionLog:
+    """Every write constructors made into the parameters registered inside one ``empty_init`` block."""
+
+    def __init__(self) -> None:
+        self.by_storage: dict[int, Slot] = {}
+        self.ops: list[Op] = []
+
+    # -- recording -----------------------------------------------------------------------------
+    def track(self, t: torch.Tensor) -> Slot:
+        """The slot of parameter ``t`` (created on its first registration; a tie registers it again)."""
+        key = _storage(t)
+        slot = self.by_storage.get(key)
+        if slot is None:
+            slot = self.by_storage[key] = Slot(t, self, valued=not t.is_meta)
+        try:
+            setattr(t, SLOT_ATTR, slot)
+        except (AttributeError, TypeError):  # a tensor subclass without a __dict__
+            pass
+        return slot
+
+    def lookup(self, t: object) -> tuple[Slot | None, bool]:
+        """(the slot whose memory ``t`` views, whether ``t`` covers all of it)."""
+        if not isinstance(t, torch.Tensor) or t.is_sparse:
+            return None, False
+        slot = self.by_storage.get(_storage(t))
+        if slot is None:
+            return None, False
+        b = slot.tensor
+        whole = (t.storage_offset() == b.storage_offset() and tuple(t.shape) == tuple(b.shape)
+                 and tuple(t.stride()) == tuple(b.stride()))
+        return slot, whole
+
+    def reset(self, slot: Slot) -> None:
+        """``slot`` is about to be written whole: its earlier ops die; ops that read its old value cannot replay."""
+        for op in slot.ops:
+            op.live = False
+        slot.ops = []
+        for op in slot.readers:
+            if op.live:
+                op.writes.broken = op.writes.broken or (
+                    "a constructor wrote it from the value of another parameter and then initialized that "
+                    "parameter again; fastinit replays inits in order only when every value read is the final one")
+        slot.readers = []
+        slot.partial_inits = 0
+
+    def set_spec(self, slot: Slot, spec: S.Spec) -> None:
+        """A whole-tensor init."""
+        self.reset(slot)
+        slot.spec, slot.valued = spec, True
+
+    def add_op(self, slot: Slot, func: Callable | None, args: tuple, kwargs: dict, *, whole_write: bool = False,
+               spec: S.Spec | None = None, tainted: Callable[[torch.Tensor], bool] = lambda t: False) -> None:
+        """A write into ``slot`` (``whole_write``: it overwrites every element, reading nothing of it)."""
+        reads: list[Slot] = []
+
+        def template(x):
+            if not isinstance(x, torch.Tensor):
+                return x
+            s, _ = self.lookup(x)
+            if s is not None:
+                if s is not slot and s not in reads:
+                    reads.append(s)
+                return View(s, tuple(x.shape), tuple(x.stride()), x.storage_offset())
+            if x.is_meta or tainted(x):
+                slot.broken = slot.broken or (
+                    "a constructor wrote into it a value computed from a parameter under empty_init "
+                    f"({getattr(func, '__name__', func)}); that value does not exist until materialize")
+                return x
+            return x.detach().clone()  # the value as it is now: later changes to the source must not leak in
+
+        if whole_write:
+            self.reset(slot)
+            slot.spec, slot.valued = None, True
+        args_t, kwargs_t = tree_map(template, (args, kwargs))
+        op = Op(slot, func, args_t, kwargs_t, tuple(reads), spec)
+        if spec is not None:
+            op.part = slot.partial_inits
+            slot.partial_inits += 1
+        slot.ops.append(op)
+        for s in reads:
+            s.readers.append(op)
+        self.ops.append(op)
+
+    # -- replay --------------------------------------------------------------------------------
+    def replay(self, slots: dict[Slot, tuple[str, torch.Tensor]], seed: int, backend: str) -> list[GroupReport]:
+        """Write every live spec of ``slots`` (slot -> (name, allocated tensor)) fused, then replay their ops."""
+        plan = Plan([e for slot, (name, t) in slots.items() if slot.spec is not None
+                     for e in entries_for(name, t, slot.spec, key_for(name))])
+        ops = [op for op in self.ops if op.live and op.writes in slots]
+        for op in ops:
+            missing = [s for s in op.reads if s not in slots]
+            if missing:
+                raise RuntimeError(f"fastinit.materialize: {slots[op.writes][0]} was written by its constructor from "
+                                   "a parameter that is no longer part of the model; it cannot be replayed")
+        reports = plan.execute(seed, backend)
+
+        def rebuild(x):
+            if not isinstance(x, View):
+                return x
+            base = slots[x.slot][1]
+            if tuple(base.stride()) != tuple(x.slot.tensor.stride()):
+                raise RuntimeError(f"fastinit.materialize: {slots[x.slot][0]} was allocated with another layout "
+                                   "than it had under empty_init; its constructor's writes cannot be replayed")
+                # (materialize allocates every parameter with the strides it had: only a caller's change gets here)
+            return base.detach().as_strided(x.size, x.stride, base.storage_offset() + x.offset
+                                             - x.slot.tensor.storage_offset())
+
+        with torch.no_grad():
+            for op in ops:
+                args, kwargs = tree_map(rebuild, (op.args, op.kwargs), is_leaf=lambda x: isinstance(x, View))
+                if op.spec is not None:
+                    name = slots[op.writes][0]
+                    run_spec(args[0], op.spec, seed=seed, key=key_for(f"{name}[{op.part}]"), backend=backend)
+                else:
+                    op.func(*args, **kwargs)
+        return reports
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+def slots_of(model: torch.nn.Module) -> dict[Slot, str]:
+    """Recorded slots of ``model``'s parameters, each with its first qualified name (ties once)."""
+    out: dict[Slot, str] = {}
+    for name, p in model.named_parameters():
+        slot = getattr(p, SLOT_ATTR, None)
+        if isinstance(slot, Slot) and slot.tensor is p and slot not in out:
+            out[slot] = name
+    return out
+
+
+def tensors_in(args: object) -> list[torch.Tensor]:
+    """Every tensor in a (nested) argument structure."""
+    return [t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)]
