@@ -102,8 +102,10 @@ class ConstructionRecorder(TorchFunctionMode):
             self.log.set_spec(slot, spec)
         elif constant:
             self.log.add_op(slot, original, (tensor, *args), kwargs, tainted=self._is_tainted)
+            self.log.cover(slot, tensor)
         else:
             self.log.add_op(slot, None, (tensor,), {}, spec=spec, tainted=self._is_tainted)
+            self.log.cover(slot, tensor)
         self._after_write(slot, tensor, constant, functools.partial(original, tensor, *args, **kwargs), whole)
         return tensor
 
@@ -197,9 +199,12 @@ class ConstructionRecorder(TorchFunctionMode):
             self.log.set_spec(slot, spec)
         elif spec is not None and random:
             self.log.add_op(slot, None, (view,), {}, spec=spec, tainted=self._is_tainted)
+            self.log.cover(slot, view)
         else:
             overwrite = whole and _overwrites_whole(func, args) and func is not _SETITEM
             self.log.add_op(slot, func, args, kwargs, whole_write=overwrite, tainted=self._is_tainted)
+            if not whole and _overwrites_whole(func, args) and func is not _SETITEM and "out" not in kwargs:
+                self.log.cover(slot, view)
             random = False
             if not view.is_meta and any(self._is_tainted(t) for t in sources):
                 slot.stale = True

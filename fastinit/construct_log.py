@@ -43,6 +43,7 @@ class Slot:
     ops: list[Op] = field(default_factory=list)  # live ops writing it
     readers: list[Op] = field(default_factory=list)  # live ops of other slots that read it
     partial_inits: int = 0  # random inits of a part of it (each gets its own key)
+    covered: list[tuple[int, int]] = field(default_factory=list)  # dense blocks [start, end) written by part writes
 
 
 @dataclass(eq=False)
@@ -113,6 +114,21 @@ class ConstructionLog:
                     "parameter again; fastinit replays inits in order only when every value read is the final one")
         slot.readers = []
         slot.partial_inits = 0
+        slot.covered = []
+
+    def cover(self, slot: Slot, view: torch.Tensor) -> None:
+        """A write of every element of ``view`` (a part of ``slot``): once such parts cover it, it is valued."""
+        if not view.is_contiguous():
+            return  # only dense blocks (row slices of a fused qkv) are counted; others leave it unvalued
+        slot.covered.append((view.storage_offset(), view.storage_offset() + view.numel()))
+        start, end = slot.tensor.storage_offset(), slot.tensor.storage_offset() + slot.tensor.numel()
+        reach = start
+        for a, b in sorted(slot.covered):
+            if a > reach:
+                break
+            reach = max(reach, b)
+        if reach >= end and slot.tensor.is_contiguous():
+            slot.valued = True
 
     def set_spec(self, slot: Slot, spec: S.Spec) -> None:
         """A whole-tensor init."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import apply as _apply_mod
 from .apply import run_policy
 from .construct import ConstructionRecorder
 from .construct_log import SLOT_ATTR, ConstructionLog, Slot, slots_of
@@ -246,7 +246,8 @@ def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str) -
     reports = []
     for log, mapping in by_log.values():
         reports.extend(log.replay(mapping, seed, backend))
-    _apply_mod._last_report = reports  # fastinit.last_report() shows what was fused
+    # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
+    sys.modules["fastinit.apply"]._last_report = reports
 
 
 def _listing(head: str, names: list[str], shown: int = 20) -> str:
