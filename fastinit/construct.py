@@ -131,18 +131,39 @@ class ConstructionRecorder(TorchFunctionMode):
 
         return functools.wraps(original)(call)
 
+    def _trunc_stand_in(self, original_body: Callable) -> Callable:
+        """The stand-in for ``torch.nn.init._no_grad_trunc_normal_``, which every ``trunc_normal_`` reaches.
+
+        torch's ``trunc_normal_`` has no ``__torch_function__`` hook and returns at once on a meta
+        tensor, so a reference taken before recording (transformers keeps one) would be lost
+        silently: its body's helper, looked up in the module at call time, is where it is seen.
+        """
+        trunc = _TORCH_INIT["trunc_normal_"]
+
+        def body(tensor, mean, std, a, b, generator=None):
+            if self.log.lookup(tensor)[0] is None:
+                return original_body(tensor, mean, std, a, b, generator=generator)
+            return self.record_init("trunc_normal_", trunc, tensor, mean, std, a, b, generator=generator)
+
+        return body
+
     @contextlib.contextmanager
     def patch_init(self):
-        """Swap the ``torch.nn.init`` functions for recording ones while inside."""
+        """Swap the ``torch.nn.init`` functions (and trunc_normal_'s body) for recording ones while inside."""
         init = torch.nn.init
         saved = {n: getattr(init, n) for n in _INIT_NAMES}
         for n, fn in saved.items():
             setattr(init, n, self._stand_in(n, fn))
+        body = getattr(init, "_no_grad_trunc_normal_", None)
+        if body is not None:
+            init._no_grad_trunc_normal_ = self._trunc_stand_in(body)
         try:
             yield
         finally:
             for n, fn in saved.items():
                 setattr(init, n, fn)
+            if body is not None:
+                init._no_grad_trunc_normal_ = body
 
     def __enter__(self):
         self._patch_cm = self.patch_init()

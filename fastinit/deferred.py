@@ -26,6 +26,7 @@ from torch import nn
 from .apply import run_policy
 from .construct import ConstructionRecorder
 from .construct_log import SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .hf import is_hf_model
 from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
@@ -170,7 +171,9 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
       wrote (every init call, partial write, copy and tie, in order; see :mod:`fastinit.construct`),
       so the result is what eager construction gives, tensor by tensor, from the fastinit stream;
       a record that cannot be replayed exactly raises before anything is written;
-    - any other ``policy`` (and ``"default"`` on a model without such a record) is
+    - ``"default"`` on a transformers model without such a record (accelerate's
+      ``init_empty_weights``, ``torch.device("meta")``) is ``"hf"``: what its constructor runs;
+    - any other ``policy`` (and ``"default"`` on other models without a record) is
       :func:`fastinit.apply`'s: the values are bitwise those of eager construction followed by
       ``fastinit.apply(model, policy, seed=seed)``; ``seed``, ``backend``, ``generator`` as there;
     - buffers keep their values and move to ``device``; buffers that were meta are allocated
@@ -194,6 +197,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
                       "its constructors' record is incomplete; initializing with the modules' reset_parameters "
                       "instead", RuntimeWarning, stacklevel=2)
         slots = {}
+    if not slots and isinstance(policy, str) and policy == "default" and is_hf_model(model):
+        policy = "hf"  # without a record, what a transformers constructor runs is its post_init: _init_weights
     if slots:
         broken = [f"{name} ({slot.broken})" for slot, name in slots.items() if slot.broken]
         if broken:
