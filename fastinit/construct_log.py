@@ -181,7 +181,9 @@ class ConstructionLog:
                                    "a parameter that is no longer part of the model; it cannot be replayed")
         reports = plan.execute(seed, backend)
 
-        def rebuild(x):
+        def rebuild(x, device: torch.device):
+            if isinstance(x, torch.Tensor):  # a value captured at construction: it goes where its target went
+                return x if x.device == device or (x.dim() == 0 and x.device.type == "cpu") else x.to(device)
             if not isinstance(x, View):
                 return x
             base = slots[x.slot][1]
@@ -194,7 +196,9 @@ class ConstructionLog:
 
         with torch.no_grad():
             for op in ops:
-                args, kwargs = tree_map(rebuild, (op.args, op.kwargs), is_leaf=lambda x: isinstance(x, View))
+                device = slots[op.writes][1].device
+                args, kwargs = tree_map(lambda x, d=device: rebuild(x, d), (op.args, op.kwargs),
+                                        is_leaf=lambda x: isinstance(x, View))
                 if op.spec is not None:
                     name = slots[op.writes][0]
                     run_spec(args[0], op.spec, seed=seed, key=key_for(f"{name}[{op.part}]"), backend=backend)
