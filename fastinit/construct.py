@@ -29,7 +29,9 @@ from collections.abc import Callable
 import torch
 from torch.overrides import TorchFunctionMode
 
+from . import specs as S
 from .construct_log import ConstructionLog, Slot, tensors_in
+from .construct_temps import VIEWS, Temporaries, eligible
 from .record import _INIT_FUNCS, _INIT_NAMES, _PASSTHROUGH, _TORCH_INIT, _spec_from_call, _spec_from_method
 
 _SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
@@ -66,6 +68,29 @@ class ConstructionRecorder(TorchFunctionMode):
     def __init__(self, log: ConstructionLog):
         super().__init__()
         self.log = log
+        self.temps = Temporaries()
+        self._flushing = 0  # >0 while a temporary is written eagerly: every init runs as torch's
+
+    def finish(self) -> None:
+        """The block ends: write every pending temporary still alive, as eager code had."""
+        self._flushing += 1
+        try:
+            self._run(self.temps.flush_all)
+        finally:
+            self._flushing -= 1
+
+    def adopt(self, param: torch.Tensor) -> S.Spec | None:
+        """A parameter made from a whole pending temporary (``nn.Parameter(w)`` after ``init.normal_(w)``): its spec."""
+        return self.temps.take(param)
+
+    def _flush_temps(self, tensors: list[torch.Tensor]) -> None:
+        for t in tensors:
+            if self.temps.pending(t)[0] is not None:
+                self._flushing += 1
+                try:
+                    self._run(self.temps.flush, t)
+                finally:
+                    self._flushing -= 1
 
     # -- helpers -------------------------------------------------------------------------------
     def _is_tainted(self, t: torch.Tensor) -> bool:
@@ -89,15 +114,26 @@ class ConstructionRecorder(TorchFunctionMode):
             return args[0] if args else None
 
     # -- torch.nn.init -------------------------------------------------------------------------
-    def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
-        """A ``torch.nn.init`` call: recorded if it writes a parameter of the log, else run as is."""
-        slot, whole = self.log.lookup(tensor)
+    def record_init(self, torch_name: str, original: Callable, tensor, /, *args, _run: Callable | None = None,
+                    **kwargs):
+        """A ``torch.nn.init`` call: recorded if it writes a parameter of the log (or a temporary), else run as is.
+
+        ``_run`` is what runs it eagerly (``original`` unless its body is what was intercepted).
+        """
+        run = _run or original
+        slot, whole = self.log.lookup(tensor) if not self._flushing else (None, False)
+        constant = torch_name in _CONSTANT_INITS
         if slot is None:
-            return self._run(original, tensor, *args, **kwargs)
+            if self._flushing or constant or not eligible(tensor) or isinstance(tensor, torch.nn.Parameter):
+                self._flush_temps([tensor])
+                return self._run(run, tensor, *args, **kwargs)
+            spec = self._run(_spec_from_call, torch_name, original, tensor, args, kwargs)
+            if spec is not None:
+                self.temps.hold(tensor, spec)  # a temporary: its spec waits for where it is copied
+            return tensor
         spec = self._run(_spec_from_call, torch_name, original, tensor, args, kwargs)  # torch's errors and warnings
         if spec is None:  # torch warns and writes nothing (zero-element tensors)
             return tensor
-        constant = torch_name in _CONSTANT_INITS
         if whole:
             self.log.set_spec(slot, spec)
         elif constant:
@@ -141,9 +177,8 @@ class ConstructionRecorder(TorchFunctionMode):
         trunc = _TORCH_INIT["trunc_normal_"]
 
         def body(tensor, mean, std, a, b, generator=None):
-            if self.log.lookup(tensor)[0] is None:
-                return original_body(tensor, mean, std, a, b, generator=generator)
-            return self.record_init("trunc_normal_", trunc, tensor, mean, std, a, b, generator=generator)
+            return self.record_init("trunc_normal_", trunc, tensor, mean, std, a, b, generator=generator,
+                                    _run=functools.partial(_trunc_body, original_body))
 
         return body
 
@@ -181,6 +216,10 @@ class ConstructionRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _PASSTHROUGH:
             return func(*args, **kwargs)
+        if self.temps.by_storage and not self._flushing:
+            handled, out = self._through_temporary(func, args, kwargs)
+            if handled:
+                return out
         if func in _INIT_FUNCS:  # reached through a reference taken before patching (megatron's init_method)
             return self._call_init(_INIT_FUNCS[func], func, args, kwargs)
         if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
@@ -198,6 +237,31 @@ class ConstructionRecorder(TorchFunctionMode):
                         setattr(t, _TAINT, True)
             return out
         return self._record_write(slot, whole, func, args, kwargs)
+
+    def _through_temporary(self, func: Callable, args: tuple, kwargs: dict) -> tuple[bool, object]:
+        """Calls that read a pending temporary: hand its spec on, or write it eagerly first; (handled, result)."""
+        tensors = tensors_in((args, kwargs))
+        if not any(self.temps.pending(t)[0] is not None for t in tensors):
+            return False, None
+        if func in VIEWS:  # views of a pending temporary are pending too
+            return True, func(*args, **kwargs)
+        if func is _COPY and len(args) >= 2 and not kwargs:
+            slot, whole = self.log.lookup(args[0])
+            p, src_whole = self.temps.pending(args[1])
+            if slot is not None and whole and p is not None and src_whole \
+                    and tuple(args[0].shape) == tuple(args[1].shape) and not self._is_tainted(args[1]):
+                self.log.set_spec(slot, p.spec)  # a whole same-shape copy passes the spec on: fused, its own key
+                if not args[0].is_meta:
+                    slot.stale = True
+                return True, args[0]
+        if func in _INIT_FUNCS or _written(func, args, kwargs) is not None:
+            self._flush_temps(tensors)
+            return False, None
+        out = func(*args, **kwargs)  # a value-preserving step on the (not yet written) values is cheap to run
+        if self.temps.alias(func, args, kwargs, out):
+            return True, out
+        self._flush_temps(tensors)  # anything else reads the values: they must exist now
+        return True, func(*args, **kwargs)
 
     def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
         kwargs = dict(kwargs)
@@ -240,3 +304,7 @@ class ConstructionRecorder(TorchFunctionMode):
         if whole and spec is not None:
             slot.stale = False
         return out
+
+
+def _trunc_body(body: Callable, tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    return body(tensor, mean, std, a, b, generator=generator)

@@ -78,10 +78,14 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
     orig_param = nn.Module.register_parameter
     orig_buffer = nn.Module.register_buffer
 
+    recorder = ConstructionRecorder(state.log) if state.log is not None else None
+
     def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         orig_param(module, name, param)
         if param is None or is_dtensor(param):
             return
+        # made from a temporary whose random init is held back: the parameter takes that init over
+        adopted = recorder.adopt(param) if recorder is not None and not param.is_meta else None
         if not param.is_meta:
             if id(param) in moved:  # the same real Parameter registered again (a tie): the same meta stand-in
                 module._parameters[name] = param = moved[id(param)][1]
@@ -93,7 +97,10 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
                 module._parameters[name] = param = meta
                 state.meta_params += 1
         if state.log is not None:
-            state.log.track(param)
+            slot = state.log.track(param)
+            if adopted is not None:
+                state.log.set_spec(slot, adopted)
+                slot.stale = not param.is_meta
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)
@@ -113,10 +120,11 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
     nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
     nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
     torch.Tensor.normal_ = normal_  # type: ignore[method-assign]
-    recorder = ConstructionRecorder(state.log) if state.log is not None else contextlib.nullcontext()
     try:
-        with recorder:
+        with recorder if recorder is not None else contextlib.nullcontext():
             yield state
+            if recorder is not None:
+                recorder.finish()  # temporaries initialized but never copied into a parameter get their values
     finally:
         moved.clear()
         nn.Module.register_parameter = orig_param  # type: ignore[method-assign]

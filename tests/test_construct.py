@@ -256,3 +256,53 @@ def test_partial_random_init_uses_the_stream():
         want = torch.empty(32, 32)
         fastinit.init.normal_(want, 0.0, 0.02 * (i + 1), seed=SEED, key=key_for(f"wqkv[{i}]"))
         assert torch.equal(part, want)
+
+
+def _initialize_affine_weight_cpu(weight, init_method, params_dtype=torch.float32):
+    """megatron-core's CPU path, replicated: a master weight initialized, cast, split, concatenated and copied in."""
+    master = torch.empty(weight.shape[0], weight.shape[1], dtype=torch.float, requires_grad=False)
+    init_method(master)
+    master = master.to(dtype=params_dtype)
+    parts = torch.split(master, weight.shape[0], dim=0)[0::1]
+    with torch.no_grad():
+        weight.data.copy_(torch.cat(parts, dim=0).to_dense())
+
+
+class CpuInitLinear(nn.Module):
+    def __init__(self, d_in, d_out, init_method):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d_out, d_in))
+        _initialize_affine_weight_cpu(self.weight, init_method)
+
+
+class FromTemporaries(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = CpuInitLinear(64, 128, INIT_METHOD)
+        w = torch.empty(96, 32)
+        nn.init.trunc_normal_(w, std=0.02)
+        self.adopted = nn.Parameter(w)  # a parameter made from an initialized temporary
+        proj = torch.empty(32, 16)
+        nn.init.normal_(proj)
+        self.register_buffer("proj", proj)  # a buffer: real, so it gets its eager (torch) values
+        half = torch.empty(64, 16)
+        nn.init.uniform_(half)
+        self.sliced = nn.Parameter(torch.empty(32, 16))
+        with torch.no_grad():
+            self.sliced.copy_(half[:32])  # a part of a temporary is read: it is written eagerly first
+
+
+def test_temporaries_copied_into_parameters_are_fused_and_seed_independent():
+    outs = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        outs.append(_materialized(FromTemporaries))
+        assert [r.backend for r in fastinit.last_report()] == ["cpu"]
+    a, b = outs
+    assert torch.equal(a.fc.weight, b.fc.weight) and torch.equal(a.adopted, b.adopted)  # not torch's RNG
+    assert torch.equal(a.fc.weight.detach(), _stream((128, 64), fastinit.init.normal_, "fc.weight", 0.0, 0.02))
+    assert torch.equal(a.adopted.detach(), _stream((96, 32), fastinit.init.trunc_normal_, "adopted", 0.0, 0.02))
+    # what eager code reads (a buffer, a slice) has torch's values, drawn where eager drew them
+    assert not torch.equal(a.proj, b.proj) and abs(float(a.proj.std()) - 1) < 0.2
+    sliced = a.sliced.detach()
+    assert 0 <= float(sliced.min()) and float(sliced.max()) <= 1 and float(sliced.std()) > 0.2
