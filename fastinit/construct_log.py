@@ -84,6 +84,13 @@ class ConstructionLog:
         slot = self.by_storage.get(key)
         if slot is None:
             slot = self.by_storage[key] = Slot(t, self, valued=not t.is_meta)
+        elif slot.tensor is not t:
+            # a new Parameter over the same memory (torchtune's nn.Parameter(linear.weight)): it takes the record over
+            # when it covers it whole; a Parameter over part of another's memory cannot be allocated apart from it
+            whole = self.lookup(t)[1]
+            slot.tensor = t if whole else slot.tensor
+            if not whole:
+                slot.broken = slot.broken or "another parameter is a view of part of its memory"
         try:
             setattr(t, SLOT_ATTR, slot)
         except (AttributeError, TypeError):  # a tensor subclass without a __dict__
@@ -212,12 +219,26 @@ def _storage(t: torch.Tensor) -> int:
 
 
 def slots_of(model: torch.nn.Module) -> dict[Slot, str]:
-    """Recorded slots of ``model``'s parameters, each with its first qualified name (ties once)."""
+    """Recorded slots of ``model``'s parameters, each with its first qualified name (ties once).
+
+    A parameter that shares a slot's memory without being its tensor (two Parameter objects over one
+    memory, both in the model) makes the slot broken: materialize would allocate them apart.
+    """
     out: dict[Slot, str] = {}
     for name, p in model.named_parameters():
         slot = getattr(p, SLOT_ATTR, None)
         if isinstance(slot, Slot) and slot.tensor is p and slot not in out:
             out[slot] = name
+    for name, p in model.named_parameters():
+        slot = getattr(p, SLOT_ATTR, None)
+        if isinstance(slot, Slot) and slot.tensor is not p:
+            owner = out.get(slot, "")
+            broken = f"it shares its memory with another Parameter object ({name})"
+            if owner:
+                slot.broken = slot.broken or broken
+            else:  # its record went to a Parameter no longer in the model: nothing can say what it holds
+                stray = Slot(p, slot.log, broken=broken)
+                out[stray] = name
     return out
 
 

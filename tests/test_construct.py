@@ -306,3 +306,21 @@ def test_temporaries_copied_into_parameters_are_fused_and_seed_independent():
     assert not torch.equal(a.proj, b.proj) and abs(float(a.proj.std()) - 1) < 0.2
     sliced = a.sliced.detach()
     assert 0 <= float(sliced.min()) and float(sliced.max()) <= 1 and float(sliced.std()) > 0.2
+
+
+class RewrappedLinear(nn.Module):
+    """torchtune's LoRALinear: a throwaway nn.Linear's weight re-wrapped as this module's own Parameter."""
+
+    def __init__(self):
+        super().__init__()
+        linear = nn.Linear(64, 96)
+        self.register_parameter("weight", nn.Parameter(linear.weight))
+        self.register_parameter("bias", nn.Parameter(linear.bias))
+
+
+@pytest.mark.parametrize("keep_numel", [0, 65536])
+def test_a_parameter_rewrapped_takes_the_record_over(keep_numel):
+    m = _materialized(RewrappedLinear, keep_numel=keep_numel)
+    want = _stream((96, 64), fastinit.init.kaiming_uniform_, "weight", math.sqrt(5))
+    assert torch.equal(m.weight.detach(), want)  # was left with the garbage of the deferred init
+    assert float(m.bias.detach().abs().max()) <= 1 / 8 and float(m.bias.detach().std()) > 0
