@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import specs as S
 from .construct_log import ConstructionLog, Slot, tensors_in
-from .construct_temps import VIEWS, Temporaries, eligible
+from .construct_temps import VIEWS, Temporaries, constant_made, eligible
 from .record import _INIT_FUNCS, _INIT_NAMES, _PASSTHROUGH, _TORCH_INIT, _spec_from_call, _spec_from_method
 
 _SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
@@ -69,6 +69,7 @@ class ConstructionRecorder(TorchFunctionMode):
         super().__init__()
         self.log = log
         self.temps = Temporaries()
+        self.constants = Temporaries()  # tensors a factory filled with one constant (their values are real too)
         self._flushing = 0  # >0 while a temporary is written eagerly: every init runs as torch's
 
     def finish(self) -> None:
@@ -80,11 +81,15 @@ class ConstructionRecorder(TorchFunctionMode):
             self._flushing -= 1
 
     def adopt(self, param: torch.Tensor) -> S.Spec | None:
-        """A parameter made from a whole pending temporary (``nn.Parameter(w)`` after ``init.normal_(w)``): its spec."""
-        return self.temps.take(param)
+        """The spec of a parameter made from a whole pending temporary (``nn.Parameter(w)`` after
+        ``init.normal_(w)``) or from a constant factory (``nn.Parameter(torch.ones(d))``), which a move
+        to the meta device would otherwise lose."""
+        spec = self.temps.take(param)
+        return spec if spec is not None else self.constants.take(param)
 
     def _flush_temps(self, tensors: list[torch.Tensor]) -> None:
         for t in tensors:
+            self.constants.drop_view(t)
             if self.temps.pending(t)[0] is not None:
                 self._flushing += 1
                 try:
@@ -121,6 +126,8 @@ class ConstructionRecorder(TorchFunctionMode):
         ``_run`` is what runs it eagerly (``original`` unless its body is what was intercepted).
         """
         run = _run or original
+        if self.constants.by_storage and not self._flushing:
+            self.constants.drop_view(tensor)
         slot, whole = self.log.lookup(tensor) if not self._flushing else (None, False)
         constant = torch_name in _CONSTANT_INITS
         if slot is None:
@@ -192,6 +199,8 @@ class ConstructionRecorder(TorchFunctionMode):
         body = getattr(init, "_no_grad_trunc_normal_", None)
         if body is not None:
             init._no_grad_trunc_normal_ = self._trunc_stand_in(body)
+        param_new = torch.nn.Parameter.__dict__["__new__"]
+        torch.nn.Parameter.__new__ = staticmethod(self._parameter_new(param_new.__func__))
         try:
             yield
         finally:
@@ -199,6 +208,19 @@ class ConstructionRecorder(TorchFunctionMode):
                 setattr(init, n, fn)
             if body is not None:
                 init._no_grad_trunc_normal_ = body
+            torch.nn.Parameter.__new__ = param_new
+
+    def _parameter_new(self, original: Callable) -> Callable:
+        """``nn.Parameter.__new__`` that keeps a temporary it wraps pending (the Parameter outlives the temporary)."""
+
+        def new(cls, data=None, requires_grad=True):
+            p = original(cls, data, requires_grad)
+            if isinstance(data, torch.Tensor):
+                self.temps.share(data, p)
+                self.constants.share(data, p)
+            return p
+
+        return new
 
     def __enter__(self):
         self._patch_cm = self.patch_init()
@@ -227,10 +249,19 @@ class ConstructionRecorder(TorchFunctionMode):
             if getattr(tensor, "_is_hf_initialized", False):  # transformers' guard, honoured
                 return tensor
             return self._call_init(func.__name__, _TORCH_INIT[func.__name__], args, kwargs)
+        if self.constants.by_storage and getattr(func, "__name__", "") == "__set__" and len(args) == 2:
+            out = func(*args, **kwargs)
+            self.constants.share(args[1], args[0])
+            return out
         target = _written(func, args, kwargs)
+        if target is not None and self.constants.by_storage:
+            self.constants.drop_view(target)  # written: no longer what its factory made
         slot, whole = self.log.lookup(target)
         if slot is None:
             out = func(*args, **kwargs)
+            value = constant_made(func, args, kwargs)
+            if value is not None and eligible(out):
+                self.constants.hold(out, S.Constant(value))
             if any(self._is_tainted(t) for t in tensors_in((args, kwargs))):
                 for t in tensors_in(out) + ([target] if target is not None else []):
                     if not t.is_meta:
@@ -245,6 +276,10 @@ class ConstructionRecorder(TorchFunctionMode):
             return False, None
         if func in VIEWS:  # views of a pending temporary are pending too
             return True, func(*args, **kwargs)
+        if getattr(func, "__name__", "") == "__set__" and len(args) == 2:  # new.data = temporary
+            out = func(*args, **kwargs)
+            self.temps.share(args[1], args[0])
+            return True, out
         if func is _COPY and len(args) >= 2 and not kwargs:
             slot, whole = self.log.lookup(args[0])
             p, src_whole = self.temps.pending(args[1])

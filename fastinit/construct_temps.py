@@ -16,7 +16,7 @@ of the ``empty_init`` block for every pending temporary still alive: nothing is 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,12 +38,40 @@ class Pending:
     ref: weakref.ref
     spec: S.Spec
     run: object  # the torch function that writes it eagerly (torch_name's original)
+    others: list = field(default_factory=list)  # weak refs to other tensor objects over the whole memory
+
+    def base(self) -> torch.Tensor | None:
+        """A live tensor object over the whole temporary (None once every one has died)."""
+        for r in (self.ref, *self.others):
+            t = r()
+            if t is not None:
+                return t
+        return None
 
 
 def eligible(t: object) -> bool:
     """Plain real floating tensors that are their own base: what a temporary is."""
     return (isinstance(t, torch.Tensor) and type(t) is torch.Tensor and not t.is_meta and t._base is None
             and t.is_floating_point() and t.numel() > 0 and t.is_contiguous() and t.storage_offset() == 0)
+
+
+# Factories whose result is one constant: (value of the positional fill argument, or the constant)
+_CONSTANT_FACTORIES = {torch.ones: 1.0, torch.zeros: 0.0, torch.ones_like: 1.0, torch.zeros_like: 0.0,
+                       torch.Tensor.new_ones: 1.0, torch.Tensor.new_zeros: 0.0, torch.full: None, torch.full_like: None,
+                       torch.Tensor.new_full: None}
+
+
+def constant_made(func, args: tuple, kwargs: dict) -> float | None:
+    """The constant a factory call fills its result with (``torch.ones``, ``torch.full(shape, 0.5)``), else None."""
+    if func not in _CONSTANT_FACTORIES:
+        return None
+    value = _CONSTANT_FACTORIES[func]
+    if value is None:
+        fill = kwargs.get("fill_value", args[1] if len(args) > 1 else None)
+        if not isinstance(fill, (bool, int, float)):
+            return None
+        value = float(fill)
+    return value
 
 
 class Temporaries:
@@ -61,7 +89,14 @@ class Temporaries:
 
     def _add(self, t: torch.Tensor, spec: S.Spec) -> None:
         key = self._key(t)
-        self.by_storage[key] = Pending(weakref.ref(t, lambda r: self._drop(key, r)), spec, _TORCH_INIT[spec.torch_name])
+        self.by_storage[key] = Pending(weakref.ref(t, lambda r: self._drop(key)), spec, _TORCH_INIT[spec.torch_name])
+
+    def share(self, old: torch.Tensor, new: torch.Tensor) -> None:
+        """``new`` (a Parameter made from ``old``, or ``new.data = old``) now holds ``old``'s whole memory too."""
+        p, whole = self.pending(old)
+        if p is not None and whole and self._key(new) == self._key(old):
+            key = self._key(new)
+            p.others.append(weakref.ref(new, lambda r: self._drop(key)))
 
     def take(self, t: torch.Tensor) -> S.Spec | None:
         """The spec of the whole pending temporary ``t`` (which a parameter now owns), no longer pending."""
@@ -71,9 +106,9 @@ class Temporaries:
         del self.by_storage[self._key(t)]
         return p.spec
 
-    def _drop(self, key: int, ref: weakref.ref) -> None:
+    def _drop(self, key: int) -> None:
         p = self.by_storage.get(key)
-        if p is not None and p.ref is ref:
+        if p is not None and p.base() is None:  # the last tensor object over it died
             del self.by_storage[key]
 
     def pending(self, t: object) -> tuple[Pending | None, bool]:
@@ -81,12 +116,17 @@ class Temporaries:
         if not isinstance(t, torch.Tensor) or t.is_meta or t.is_sparse or not self.by_storage:
             return None, False
         p = self.by_storage.get(self._key(t))
-        base = p.ref() if p is not None else None
+        base = p.base() if p is not None else None
         if base is None:
             return None, False
         whole = (t.storage_offset() == base.storage_offset() and tuple(t.shape) == tuple(base.shape)
                  and tuple(t.stride()) == tuple(base.stride()))
         return p, whole
+
+    def drop_view(self, t: torch.Tensor) -> None:
+        """Forget the temporary ``t`` is a part of (something wrote into it)."""
+        if self.pending(t)[0] is not None:
+            del self.by_storage[self._key(t)]
 
     def alias(self, func, args: tuple, kwargs: dict, out: object) -> bool:
         """After a value-preserving ``func`` on a whole pending temporary: hand its spec to ``out``."""
@@ -107,7 +147,7 @@ class Temporaries:
     def flush(self, t: torch.Tensor) -> None:
         """Write the pending temporary ``t`` views now, with torch's own init (what eager code did)."""
         p = self.by_storage.pop(self._key(t), None)
-        base = p.ref() if p is not None else None
+        base = p.base() if p is not None else None
         if base is not None:
             kwargs = p.spec.torch_args()
             with torch.no_grad():
@@ -117,5 +157,6 @@ class Temporaries:
         """Write every pending temporary still alive (the end of the block)."""
         for key in list(self.by_storage):
             p = self.by_storage.get(key)
-            if p is not None and p.ref() is not None:
-                self.flush(p.ref())
+            base = p.base() if p is not None else None
+            if base is not None:
+                self.flush(base)

@@ -31,6 +31,7 @@ from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
 from .sharding import is_dtensor
+from .specs import Constant
 from .ties import retie_declared
 
 __all__ = ["empty_init", "EmptyInit", "materialize", "MaterializeReport"]
@@ -100,7 +101,7 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             slot = state.log.track(param)
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
-                slot.stale = not param.is_meta
+                slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)

@@ -282,6 +282,7 @@ class FromTemporaries(nn.Module):
         w = torch.empty(96, 32)
         nn.init.trunc_normal_(w, std=0.02)
         self.adopted = nn.Parameter(w)  # a parameter made from an initialized temporary
+        self.oneliner = nn.Parameter(nn.init.normal_(torch.empty(64, 64), std=0.5))  # the temporary dies at once
         proj = torch.empty(32, 16)
         nn.init.normal_(proj)
         self.register_buffer("proj", proj)  # a buffer: real, so it gets its eager (torch) values
@@ -302,6 +303,7 @@ def test_temporaries_copied_into_parameters_are_fused_and_seed_independent():
     assert torch.equal(a.fc.weight, b.fc.weight) and torch.equal(a.adopted, b.adopted)  # not torch's RNG
     assert torch.equal(a.fc.weight.detach(), _stream((128, 64), fastinit.init.normal_, "fc.weight", 0.0, 0.02))
     assert torch.equal(a.adopted.detach(), _stream((96, 32), fastinit.init.trunc_normal_, "adopted", 0.0, 0.02))
+    assert torch.equal(a.oneliner.detach(), _stream((64, 64), fastinit.init.normal_, "oneliner", 0.0, 0.5))
     # what eager code reads (a buffer, a slice) has torch's values, drawn where eager drew them
     assert not torch.equal(a.proj, b.proj) and abs(float(a.proj.std()) - 1) < 0.2
     sliced = a.sliced.detach()
@@ -324,3 +326,30 @@ def test_a_parameter_rewrapped_takes_the_record_over(keep_numel):
     want = _stream((96, 64), fastinit.init.kaiming_uniform_, "weight", math.sqrt(5))
     assert torch.equal(m.weight.detach(), want)  # was left with the garbage of the deferred init
     assert float(m.bias.detach().abs().max()) <= 1 / 8 and float(m.bias.detach().std()) > 0
+
+
+class FactoryValues(nn.Module):
+    """Parameters made by constant factories, large enough to go to meta: their values must not be lost."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(64))  # torchtune's RMSNorm
+        self.pos_embed = nn.Parameter(torch.zeros(1, 197, 384))  # ViT: above keep_numel
+        self.gamma = nn.Parameter(torch.full((384,), 1e-5))  # layer scale
+        shifted = torch.zeros(4, 8)
+        shifted[0] = 3.0  # written after the factory: no longer a constant
+        self.shifted = nn.Parameter(shifted)
+
+
+def test_constant_factories_keep_their_values_on_meta():
+    eager = FactoryValues()
+    with fastinit.empty_init(keep_numel=0):
+        m = FactoryValues()
+    assert m.pos_embed.is_meta
+    with pytest.raises(RuntimeError, match="no value to these parameters that were on the meta device.*: shifted"):
+        fastinit.materialize(m, "cpu", seed=SEED)  # its value was not a constant: lost on meta, and said so
+    with fastinit.empty_init(keep_numel=0):
+        m = FactoryValues()
+    fastinit.materialize(m, "cpu", seed=SEED, strict=False)
+    for name in ("scale", "pos_embed", "gamma"):
+        assert torch.equal(getattr(m, name), getattr(eager, name)), name
