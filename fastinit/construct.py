@@ -39,6 +39,9 @@ _RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
 _CONSTANT_INITS = ("zeros_", "ones_", "constant_", "eye_", "dirac_")
 # set on real tensors computed from a parameter whose random init was deferred: their value is not eager's
 _TAINT = "_fastinit_stale_value"
+# Factories that make values: under empty_init a `device=param.device` (meta) would leave those values nowhere
+_VALUE_FACTORIES = {torch.arange, torch.ones, torch.zeros, torch.full, torch.linspace, torch.logspace, torch.rand,
+                    torch.randn, torch.randint, torch.tensor, torch.eye, torch.as_tensor}
 _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__", "__ipow__",
                     "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__setitem__"}
 
@@ -249,6 +252,10 @@ class ConstructionRecorder(TorchFunctionMode):
             if getattr(tensor, "_is_hf_initialized", False):  # transformers' guard, honoured
                 return tensor
             return self._call_init(func.__name__, _TORCH_INIT[func.__name__], args, kwargs)
+        if func in _VALUE_FACTORIES and _is_meta_device(kwargs.get("device")):
+            # `torch.arange(n, device=self.weight.device)`: eagerly a real table on the parameter's device; the
+            # parameter is meta only because of empty_init, so the table is made on the CPU (copies move it later)
+            kwargs = {**kwargs, "device": "cpu"}
         if self.constants.by_storage and getattr(func, "__name__", "") == "__set__" and len(args) == 2:
             out = func(*args, **kwargs)
             self.constants.share(args[1], args[0])
@@ -343,3 +350,9 @@ class ConstructionRecorder(TorchFunctionMode):
 
 def _trunc_body(body: Callable, tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     return body(tensor, mean, std, a, b, generator=generator)
+
+
+def _is_meta_device(device: object) -> bool:
+    if not isinstance(device, (str, torch.device)):
+        return False
+    return torch.device(device).type == "meta"

@@ -353,3 +353,24 @@ def test_constant_factories_keep_their_values_on_meta():
     fastinit.materialize(m, "cpu", seed=SEED, strict=False)
     for name in ("scale", "pos_embed", "gamma"):
         assert torch.equal(getattr(m, name), getattr(eager, name)), name
+
+
+class SsmMixer(nn.Module):
+    """Mamba's mixer: a table made on the parameter's own device, its log copied in (meta under empty_init)."""
+
+    def __init__(self):
+        super().__init__()
+        self.A_log = nn.Parameter(torch.empty(128, 16))
+        self.D = nn.Parameter(torch.empty(128))
+        with torch.no_grad():
+            a = torch.arange(1, 17, dtype=torch.float32, device=self.A_log.device)[None, :].expand(128, -1)
+            self.A_log.copy_(torch.log(a.contiguous()))
+            nn.init.ones_(self.D)
+
+
+def test_tables_made_on_the_parameters_device_are_real():
+    eager = SsmMixer()
+    m = _materialized(SsmMixer)
+    assert torch.equal(m.A_log, eager.A_log) and torch.equal(m.D, eager.D)
+    with torch.device("meta"), fastinit.empty_init():
+        assert torch.empty(3).is_meta  # an explicit meta build inside the block stays meta
