@@ -10,7 +10,15 @@
 - every other write (``w[pad].zero_()``, ``w.copy_(table)``, ``w.mul_(2)``, ``w[0] = 1``) is kept in
   order, with the values it reads copied as they were;
 - a tie is the same Parameter registered twice: one slot, so the last init before the tie is what
-  the tied tensor holds, as in eager construction.
+  the tied tensor holds, as in eager construction; a new Parameter over a recorded one's whole
+  memory (torchtune's ``nn.Parameter(linear.weight)``) takes its record over;
+- a random init of a plain temporary is held back (:mod:`fastinit.construct_temps`): a parameter
+  made from it, or a whole copy of it into one, gets the spec itself; any other read writes it
+  eagerly with torch's init first, as does the end of the block;
+- a parameter made by a constant factory (``nn.Parameter(torch.ones(d))``) keeps that constant
+  when it goes to the meta device, and a value factory asked for the meta device
+  (``torch.arange(n, device=self.A_log.device)``) makes its values on the CPU instead, since the
+  parameter is meta only because of ``empty_init``.
 
 Meta parameters hold no values, so everything a constructor computes *from* one (a buffer made
 from a weight) stays meta; writing such a value into a parameter marks that parameter as
