@@ -14,6 +14,7 @@ replaying it wrongly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,10 +25,13 @@ from . import specs as S
 from .init import run_spec
 from .keys import key_for
 from .plan import GroupReport, Plan
-from .sharding import entries_for
+from .record import _TORCH_INIT
+from .sharding import entries_for, fill_global, is_dtensor
 
 #: attribute set on a recorded Parameter: its Slot (materialize finds the log through the model's parameters)
 SLOT_ATTR = "_fastinit_slot"
+#: attribute set on a module: {parameter attribute: Slot}, to find the record of a Parameter sharding replaced
+MODULE_SLOTS = "_fastinit_slots"
 
 
 @dataclass(eq=False)
@@ -181,11 +185,20 @@ class ConstructionLog:
         plan = Plan([e for slot, (name, t) in slots.items() if slot.spec is not None
                      for e in entries_for(name, t, slot.spec, key_for(name))])
         ops = [op for op in self.ops if op.live and op.writes in slots]
+        sharded: dict[int, tuple[View, object, float]] = {}
         for op in ops:
             missing = [s for s in op.reads if s not in slots]
             if missing:
                 raise RuntimeError(f"fastinit.materialize: {slots[op.writes][0]} was written by its constructor from "
                                    "a parameter that is no longer part of the model; it cannot be replayed")
+            if is_dtensor(slots[op.writes][1]):
+                fill = _constant_fill(op)
+                if fill is None or op.reads or not op.writes.tensor.is_contiguous():
+                    raise NotImplementedError(
+                        f"fastinit.materialize: {slots[op.writes][0]} is sharded, and its constructor wrote more into "
+                        f"it than whole inits and constant fills ({getattr(op.func, '__name__', 'a partial init')}); "
+                        "materialize before sharding, or pass a policy")
+                sharded[id(op)] = fill
         reports = plan.execute(seed, backend)
 
         def rebuild(x, device: torch.device):
@@ -203,6 +216,10 @@ class ConstructionLog:
 
         with torch.no_grad():
             for op in ops:
+                if id(op) in sharded:  # only this rank's part of the region, no gather (fastinit.sharding)
+                    view, index, value = sharded[id(op)]
+                    fill_global(slots[op.writes][1], functools.partial(_region, view=view, index=index), value)
+                    continue
                 device = slots[op.writes][1].device
                 args, kwargs = tree_map(lambda x, d=device: rebuild(x, d), (op.args, op.kwargs),
                                         is_leaf=lambda x: isinstance(x, View))
@@ -218,6 +235,31 @@ def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
+_FILLS = {torch.Tensor.zero_: 0.0, _TORCH_INIT["zeros_"]: 0.0, _TORCH_INIT["ones_"]: 1.0}
+
+
+def _constant_fill(op: Op) -> tuple[View, object, float] | None:
+    """(view, index or None, value) when ``op`` writes one constant into a region of its tensor."""
+    view = op.args[0] if op.args else None
+    if not isinstance(view, View) or op.spec is not None:
+        return None
+    if op.func in _FILLS:
+        return view, None, _FILLS[op.func]
+    value = None
+    if op.func is torch.Tensor.fill_ and len(op.args) > 1:
+        value = op.args[1]
+    elif op.func is _TORCH_INIT["constant_"]:
+        value = op.args[1] if len(op.args) > 1 else op.kwargs.get("val")
+    elif op.func is torch.Tensor.__setitem__ and len(op.args) > 2 and isinstance(op.args[2], (bool, int, float)):
+        return view, op.args[1], float(op.args[2])
+    return (view, None, float(value)) if isinstance(value, (bool, int, float)) else None
+
+
+def _region(g: torch.Tensor, view: View, index: object) -> torch.Tensor:
+    v = g.as_strided(view.size, view.stride, view.offset - view.slot.tensor.storage_offset())
+    return v[index] if index is not None else v
+
+
 def slots_of(model: torch.nn.Module) -> dict[Slot, str]:
     """Recorded slots of ``model``'s parameters, each with its first qualified name (ties once).
 
@@ -229,6 +271,11 @@ def slots_of(model: torch.nn.Module) -> dict[Slot, str]:
         slot = getattr(p, SLOT_ATTR, None)
         if isinstance(slot, Slot) and slot.tensor is p and slot not in out:
             out[slot] = name
+        elif slot is None and is_dtensor(p):  # fully_shard / parallelize_module replaced the recorded Parameter
+            owner, _, local = name.rpartition(".")
+            slot = getattr(model.get_submodule(owner), MODULE_SLOTS, {}).get(local)
+            if isinstance(slot, Slot) and tuple(slot.tensor.shape) == tuple(p.shape) and slot not in out:
+                out[slot] = name
     for name, p in model.named_parameters():
         slot = getattr(p, SLOT_ATTR, None)
         if isinstance(slot, Slot) and slot.tensor is not p:

@@ -25,7 +25,7 @@ from torch import nn
 
 from .apply import run_policy
 from .construct import ConstructionRecorder
-from .construct_log import SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, slots_of
 from .hf import is_hf_model
 from .keys import draw_seed
 from .policy import tracked_tensors
@@ -99,6 +99,7 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
                 state.meta_params += 1
         if state.log is not None:
             slot = state.log.track(param)
+            module.__dict__.setdefault(MODULE_SLOTS, {})[name] = slot
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
@@ -201,7 +202,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     report = MaterializeReport()
     retie_declared(model)
     slots = slots_of(model) if isinstance(policy, str) and policy == "default" else {}
-    if slots and any(p.is_meta and not isinstance(getattr(p, SLOT_ATTR, None), Slot) for p in model.parameters()):
+    recorded = set(slots.values())
+    if slots and any(p.is_meta and n not in recorded for n, p in model.named_parameters()):
         warnings.warn("fastinit.materialize: some meta parameters of this model were not built under empty_init(), so "
                       "its constructors' record is incomplete; initializing with the modules' reset_parameters "
                       "instead", RuntimeWarning, stacklevel=2)
@@ -248,6 +250,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         warnings.warn(_listing("fastinit.materialize: these buffers were on the meta device and nothing restored "
                                "them (left NaN, or -1 for integers); set them yourself", report.meta_leftovers),
                       RuntimeWarning, stacklevel=2)
+    for m in model.modules():  # the record is used up (or replaced by the policy): a later call must not find it
+        m.__dict__.pop(MODULE_SLOTS, None)
     _last = report
     return model
 
