@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable
 
 import torch
@@ -82,6 +83,10 @@ class ConstructionRecorder(TorchFunctionMode):
         self.temps = Temporaries()
         self.constants = Temporaries()  # tensors a factory filled with one constant (their values are real too)
         self._flushing = 0  # >0 while a temporary is written eagerly: every init runs as torch's
+        self._thread = threading.get_ident()  # the patches are global; only this thread's calls are recorded
+
+    def _other_thread(self) -> bool:
+        return threading.get_ident() != self._thread
 
     def finish(self) -> None:
         """The block ends: write every pending temporary still alive, as eager code had."""
@@ -176,6 +181,8 @@ class ConstructionRecorder(TorchFunctionMode):
 
     def _stand_in(self, torch_name: str, original: Callable) -> Callable:
         def call(*args, **kwargs):
+            if self._other_thread():
+                return original(*args, **kwargs)
             if args and "tensor" not in kwargs:
                 return self.record_init(torch_name, original, *args, **kwargs)
             if not args and "tensor" in kwargs:
@@ -195,6 +202,8 @@ class ConstructionRecorder(TorchFunctionMode):
         trunc = _TORCH_INIT["trunc_normal_"]
 
         def body(tensor, mean, std, a, b, generator=None):
+            if self._other_thread():
+                return original_body(tensor, mean, std, a, b, generator=generator)
             return self.record_init("trunc_normal_", trunc, tensor, mean, std, a, b, generator=generator,
                                     _run=functools.partial(_trunc_body, original_body))
 
@@ -226,7 +235,7 @@ class ConstructionRecorder(TorchFunctionMode):
 
         def new(cls, data=None, requires_grad=True):
             p = original(cls, data, requires_grad)
-            if isinstance(data, torch.Tensor):
+            if isinstance(data, torch.Tensor) and not self._other_thread():
                 self.temps.share(data, p)
                 self.constants.share(data, p)
             return p
@@ -234,6 +243,7 @@ class ConstructionRecorder(TorchFunctionMode):
         return new
 
     def __enter__(self):
+        self._thread = threading.get_ident()
         self._patch_cm = self.patch_init()
         self._patch_cm.__enter__()
         return super().__enter__()

@@ -374,3 +374,20 @@ def test_tables_made_on_the_parameters_device_are_real():
     assert torch.equal(m.A_log, eager.A_log) and torch.equal(m.D, eager.D)
     with torch.device("meta"), fastinit.empty_init():
         assert torch.empty(3).is_meta  # an explicit meta build inside the block stays meta
+
+
+def test_other_threads_are_not_recorded():
+    import threading
+
+    seen = {}
+
+    def other():
+        t = torch.empty(1000)
+        nn.init.normal_(t)  # runs now, with torch's RNG, whatever the recording thread does
+        seen["std"] = float(t.std())
+
+    with fastinit.empty_init():
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+    assert 0.8 < seen["std"] < 1.2
