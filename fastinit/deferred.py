@@ -1,17 +1,20 @@
 """Deferred construction: build a model without allocating its parameters, then allocate and initialize it in one pass.
 
 ``empty_init()`` is the counterpart of accelerate's ``init_empty_weights()`` / ``torch.device("meta")``:
-parameters go to the meta device while buffers made by constructors keep their real values.
-``materialize(model, device)`` allocates every parameter once on ``device`` and writes it with
-:func:`fastinit.apply`'s fused plan, the policy recorded from the modules' own ``reset_parameters``
-(or any fastinit policy), so the result is bitwise what eager construction followed by
-``fastinit.apply(model, policy, seed=seed)`` gives.
+parameters go to the meta device while buffers made by constructors keep their real values, and
+every write constructors make into a parameter (init calls, partial writes, copies, ties) is
+recorded (:mod:`fastinit.construct`). ``materialize(model, device)`` allocates every parameter once
+on ``device`` and by default replays exactly that record as one fused plan, so the model ends as
+eager construction leaves it, tensor by tensor (for constructors that only run
+``reset_parameters``: bitwise ``fastinit.apply(model, "default", seed=seed)``). Any other policy
+(``"hf"``, a preset, :class:`fastinit.Rules`, a callable) replaces the record when given explicitly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,10 +24,15 @@ import torch
 from torch import nn
 
 from .apply import run_policy
+from .construct import ConstructionRecorder
+from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .hf import is_hf_model
 from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
 from .sharding import is_dtensor
+from .specs import Constant
+from .ties import retie_declared
 
 __all__ = ["empty_init", "EmptyInit", "materialize", "MaterializeReport"]
 
@@ -45,10 +53,11 @@ class EmptyInit:
     meta_buffers: list[str] = field(default_factory=list)
     meta_params: int = 0
     kept_params: int = 0
+    log: ConstructionLog | None = None  # what constructors wrote into parameters (None: record=False)
 
 
 @contextlib.contextmanager
-def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[EmptyInit]:
+def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool = True) -> Iterator[EmptyInit]:
     """Build models with parameters on the meta device (no memory, no init); buffers keep their real values.
 
     The torch equivalent is ``with torch.device("meta"):`` (which loses buffers too) or accelerate's
@@ -59,20 +68,41 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[E
     ``keep_numel=0`` to send every parameter to meta. Buffers are never moved; those registered on
     the meta device anyway are listed in the yielded :class:`EmptyInit` and, with ``warn``, in a
     warning when the block ends. Finish with :func:`materialize`.
+
+    With ``record`` (the default) every write a constructor makes into a parameter is recorded
+    instead of run (random ones) or as well as run (constant ones on real parameters), and
+    :func:`materialize` replays the record; ``record=False`` is the plain meta build, which
+    ``materialize`` initializes with its policy alone.
     """
-    state = EmptyInit(keep_numel=keep_numel)
+    state = EmptyInit(keep_numel=keep_numel, log=ConstructionLog() if record else None)
+    moved: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}  # id(real param) -> (it, its meta stand-in)
     orig_param = nn.Module.register_parameter
     orig_buffer = nn.Module.register_buffer
 
+    recorder = ConstructionRecorder(state.log) if state.log is not None else None
+
     def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         orig_param(module, name, param)
-        if param is None or param.is_meta or is_dtensor(param):
+        if param is None or is_dtensor(param):
             return
-        if param.numel() <= keep_numel:
-            state.kept_params += 1
-            return
-        module._parameters[name] = _new_param(param, param.detach().to("meta"))
-        state.meta_params += 1
+        # made from a temporary whose random init is held back: the parameter takes that init over
+        adopted = recorder.adopt(param) if recorder is not None and not param.is_meta else None
+        if not param.is_meta:
+            if id(param) in moved:  # the same real Parameter registered again (a tie): the same meta stand-in
+                module._parameters[name] = param = moved[id(param)][1]
+            elif param.numel() <= keep_numel:
+                state.kept_params += 1
+            else:
+                meta = _new_param(param, param.detach().to("meta"))
+                moved[id(param)] = (param, meta)
+                module._parameters[name] = param = meta
+                state.meta_params += 1
+        if state.log is not None:
+            slot = state.log.track(param)
+            module.__dict__.setdefault(MODULE_SLOTS, {})[name] = slot
+            if adopted is not None:
+                state.log.set_spec(slot, adopted)
+                slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)
@@ -93,8 +123,12 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True) -> Iterator[E
     nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
     torch.Tensor.normal_ = normal_  # type: ignore[method-assign]
     try:
-        yield state
+        with recorder if recorder is not None else contextlib.nullcontext():
+            yield state
+            if recorder is not None:
+                recorder.finish()  # temporaries initialized but never copied into a parameter get their values
     finally:
+        moved.clear()
         nn.Module.register_parameter = orig_param  # type: ignore[method-assign]
         nn.Module.register_buffer = orig_buffer  # type: ignore[method-assign]
         if own_normal:
@@ -132,21 +166,32 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
                 generator: torch.Generator | None = None, strict: bool = True) -> nn.Module:
     """Allocate every parameter of a meta (or partly meta) ``model`` on ``device`` and initialize it in one fused pass.
 
-    The torch equivalent is ``model.to_empty(device=device)`` followed by each module's
+    The torch equivalent is eager construction on ``device`` (for a model built under
+    :func:`empty_init`), or ``model.to_empty(device=device)`` followed by each module's
     ``reset_parameters()`` (or ``model.apply(init_weights)``), which loses buffer values and runs
     one kernel per tensor. Here:
 
     - every parameter is allocated exactly once, directly on ``device`` (real ones are moved);
-      tied parameters (one ``Parameter`` object under several names) stay one tensor; ``dtype``
-      casts floating-point parameters as they are allocated (buffers keep theirs);
+      tied parameters (one ``Parameter`` object under several names) stay one tensor, and ties the
+      model declares (a transformers model's ``tie_weights()``, or a ``_tied_weights_keys``
+      ``{target: source}`` dict) are made again first, since meta builds such as accelerate's
+      ``init_empty_weights`` break them; ``dtype`` casts floating-point parameters as they are
+      allocated (buffers keep theirs);
+    - ``policy="default"`` on a model built under ``empty_init()`` replays what its constructors
+      wrote (every init call, partial write, copy and tie, in order; see :mod:`fastinit.construct`),
+      so the result is what eager construction gives, tensor by tensor, from the fastinit stream;
+      a record that cannot be replayed exactly raises before anything is written;
+    - ``"default"`` on a transformers model without such a record (accelerate's
+      ``init_empty_weights``, ``torch.device("meta")``) is ``"hf"``: what its constructor runs;
+    - any other ``policy`` (and ``"default"`` on other models without a record) is
+      :func:`fastinit.apply`'s: the values are bitwise those of eager construction followed by
+      ``fastinit.apply(model, policy, seed=seed)``; ``seed``, ``backend``, ``generator`` as there;
     - buffers keep their values and move to ``device``; buffers that were meta are allocated
       (floating ones filled with NaN, integer ones with -1) and reported in a warning unless the
       policy writes them;
-    - ``policy``, ``seed``, ``backend``, ``generator`` are :func:`fastinit.apply`'s: the values are
-      bitwise those of eager construction followed by ``fastinit.apply(model, policy, seed=seed)``;
-    - a parameter that was meta and gets no spec from the policy has no value: with ``strict``
-      (the default) that is a ``RuntimeError`` naming them all, raised before anything is written;
-      ``strict=False`` warns and leaves their memory uninitialized.
+    - a parameter that was meta and gets no value has none: with ``strict`` (the default) that
+      is a ``RuntimeError`` naming them all, raised before anything is written; ``strict=False``
+      warns and leaves their memory uninitialized.
 
     Models whose parameters are DTensors on the meta device (``fully_shard`` /
     ``parallelize_module`` applied to a meta model) are allocated with ``model.to_empty`` (which
@@ -155,24 +200,47 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     global _last
     device = torch.device(device if device is not None else "cpu")
     report = MaterializeReport()
+    retie_declared(model)
+    slots = slots_of(model) if isinstance(policy, str) and policy == "default" else {}
+    recorded = set(slots.values())
+    if slots and any(p.is_meta and n not in recorded for n, p in model.named_parameters()):
+        warnings.warn("fastinit.materialize: some meta parameters of this model were not built under empty_init(), so "
+                      "its constructors' record is incomplete; initializing with the modules' reset_parameters "
+                      "instead", RuntimeWarning, stacklevel=2)
+        slots = {}
+    if not slots and isinstance(policy, str) and policy == "default" and is_hf_model(model):
+        policy = "hf"  # without a record, what a transformers constructor runs is its post_init: _init_weights
+    if slots:
+        broken = [f"{name} ({slot.broken})" for slot, name in slots.items() if slot.broken]
+        if broken:
+            raise RuntimeError(_listing("fastinit.materialize: what the constructors wrote into these parameters "
+                                        "cannot be replayed exactly; pass an explicit policy", broken))
     meta_buffers = _allocate(model, device, dtype, report)
     if seed is None:
         seed = draw_seed(generator)
     report.seed = seed
     tracked = tracked_tensors(model)
 
-    def refuse_uninitialized(pending: list[Pending], flushed: set[str]) -> None:
-        covered = flushed | {p.name for p in pending}
-        report.uninitialized_params = [n for n in report.allocated_params if n in tracked and n not in covered]
-        if report.uninitialized_params:
+    def refuse(names: list[str]) -> None:
+        report.uninitialized_params = names
+        if names:
             msg = _listing("fastinit.materialize: the policy gives no value to these parameters that were on the "
                            "meta device, so their memory is uninitialized (give them a spec with fastinit.Rules, a "
-                           "reset_parameters method, or build them outside empty_init)", report.uninitialized_params)
+                           "reset_parameters method, or build them outside empty_init)", names)
             if strict:
                 raise RuntimeError(msg + "; pass strict=False to continue anyway")
-            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+            warnings.warn(msg, RuntimeWarning, stacklevel=5)
 
-    run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
+    def refuse_uninitialized(pending: list[Pending], flushed: set[str]) -> None:
+        covered = flushed | {p.name for p in pending}
+        refuse([n for n in report.allocated_params if n in tracked and n not in covered])
+
+    if slots:
+        valued = {name for slot, name in slots.items() if slot.valued}
+        refuse([n for n in report.allocated_params if n in tracked and n not in valued])
+        _replay(model, slots, seed, backend)
+    else:
+        run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
     for name, buf in meta_buffers.items():
         if _is_sentinel(buf):
             report.meta_leftovers.append(name)
@@ -182,8 +250,22 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         warnings.warn(_listing("fastinit.materialize: these buffers were on the meta device and nothing restored "
                                "them (left NaN, or -1 for integers); set them yourself", report.meta_leftovers),
                       RuntimeWarning, stacklevel=2)
+    for m in model.modules():  # the record is used up (or replaced by the policy): a later call must not find it
+        m.__dict__.pop(MODULE_SLOTS, None)
     _last = report
     return model
+
+
+def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str) -> None:
+    """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops."""
+    by_log: dict[int, tuple[ConstructionLog, dict[Slot, tuple[str, torch.Tensor]]]] = {}
+    for slot, name in slots.items():
+        by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
+    reports = []
+    for log, mapping in by_log.values():
+        reports.extend(log.replay(mapping, seed, backend))
+    # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
+    sys.modules["fastinit.apply"]._last_report = reports
 
 
 def _listing(head: str, names: list[str], shown: int = 20) -> str:
@@ -224,7 +306,8 @@ def _allocate(model: nn.Module, device: torch.device, dtype: torch.dtype | None,
                 if id(p) not in new_of:
                     want = dtype if (dtype is not None and p.is_floating_point()) else p.dtype
                     if p.is_meta:
-                        data = torch.empty(p.shape, dtype=want, device=device)
+                        # the strides it had, so that views recorded by its constructor land where they did
+                        data = torch.empty_strided(p.shape, p.stride(), dtype=want, device=device)
                         report.allocated_params.append(prefix + name)
                     elif p.device != device or p.dtype != want:
                         data = p.detach().to(device=device, dtype=want)
@@ -256,6 +339,7 @@ def _new_param(old: nn.Parameter, data: torch.Tensor) -> nn.Parameter:
     except TypeError:  # a Parameter subclass with its own constructor
         new = nn.Parameter(data, requires_grad=old.requires_grad)
     new.__dict__.update(old.__dict__)  # flags such as Hugging Face's _is_hf_initialized
+    new.__dict__.pop(SLOT_ATTR, None)  # the record belongs to the meta parameter it was made for
     return new
 
 

@@ -52,8 +52,17 @@ def hf_init(model: nn.Module) -> None:
 
 
 def record_hf(model: nn.Module, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None]) -> list[Pending]:
-    """The specs HF's init gives each tracked tensor of ``model`` (nothing written but what must be read)."""
-    rec = Recorder(tracked, flush)
-    with rec:
-        hf_init(model)
-    return rec.recorded()
+    """The specs HF's init gives each tracked tensor of ``model`` (nothing written but what must be read).
+
+    Tied tensors end with their tie source's init (the input embedding's, padding row zero), as
+    ``from_config`` leaves them: it initializes every module's own parameter, then ties.
+    """
+    from .ties import record_untied
+
+    def record(tr: dict[str, torch.Tensor], fl: Callable[[Pending], None]) -> list[Pending]:
+        rec = Recorder(tr, fl)
+        with rec:
+            hf_init(model)
+        return rec.recorded()
+
+    return record_untied(model, tracked, flush, record)

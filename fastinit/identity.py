@@ -40,23 +40,32 @@ def covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
 
 
 class Slots:
-    """name -> the (module, attribute) holding that tensor in ``model``, for the tracked names."""
+    """name -> the (module, attribute) holding that tensor in ``model``, for the tracked tensors (name -> tensor).
 
-    def __init__(self, model: nn.Module | None, names: list[str]):
+    A name's slot is the attribute of that qualified name when it holds the tracked tensor itself; otherwise
+    (a tied tensor whose first name's attribute holds something else right now, such as fastinit.ties' meta
+    stand-in for a losing owner) the first attribute in module order that holds it.
+    """
+
+    def __init__(self, model: nn.Module | None, tracked: dict[str, torch.Tensor]):
         self._slots: dict[str, tuple[nn.Module, str, bool]] = {}
         if model is None:
             return
-        wanted = set(names)
+        by_id = {id(t): n for n, t in tracked.items()}
+        held: dict[str, tuple[nn.Module, str, bool]] = {}  # name -> first slot holding its very tensor
         for mod_name, module in model.named_modules(remove_duplicate=False):
             prefix = mod_name + "." if mod_name else ""
-            for attr in module._parameters:
-                n = prefix + attr
-                if n in wanted and n not in self._slots:
-                    self._slots[n] = (module, attr, True)
-            for attr in module._buffers:
-                n = prefix + attr
-                if n in wanted and n not in self._slots:
-                    self._slots[n] = (module, attr, False)
+            for store, is_param in ((module._parameters, True), (module._buffers, False)):
+                for attr, t in store.items():
+                    n = prefix + attr
+                    if n in tracked and n not in self._slots and t is tracked[n]:
+                        self._slots[n] = (module, attr, is_param)
+                    owner = by_id.get(id(t)) if t is not None else None
+                    if owner is not None:
+                        held.setdefault(owner, (module, attr, is_param))
+        for n in tracked:
+            if n not in self._slots and n in held:
+                self._slots[n] = held[n]
 
     def current(self, name: str) -> torch.Tensor | None:
         """The tensor the model holds under ``name`` now (None: no slot known, or the slot was emptied)."""

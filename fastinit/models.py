@@ -40,6 +40,7 @@ class GPT2(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         self.lm_head.weight = self.wte.weight
+        self._tied_weights_keys = {"lm_head.weight": "wte.weight"}  # {target: source}: the embedding's init wins
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         if cfg.tied:
             self.lm_head.weight = self.embed_tokens.weight
+            self._tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}  # {target: source}
         head_dim = cfg.d_model // cfg.n_heads
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)

@@ -212,8 +212,11 @@ def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tenso
     ``written`` (optional) receives the names recorded init code wrote in full without a spec (whole copies).
     """
     if isinstance(policy, str):
-        if policy == "default":
-            return record_callable(model, default_init, tracked, flush, written=written)
+        if policy == "default":  # tied tensors keep their creator's init (fastinit.ties)
+            from .ties import record_untied
+
+            return record_untied(model, tracked, flush,
+                                 lambda tr, fl: record_callable(model, default_init, tr, fl, written=written))
         if policy == "hf":  # a transformers model's own _init_weights (fastinit.hf)
             from .hf import record_hf
 

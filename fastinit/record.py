@@ -120,7 +120,7 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
             if sid not in self.by_storage:
                 p = Pending(name, t)
                 self.by_storage[sid], self.by_name[name], self._sid[name] = p, p, sid
-        self.slots = Slots(model, list(self.by_name))
+        self.slots = Slots(model, {n: p.tensor for n, p in self.by_name.items()})
         self.fresh = FreshMemory()
         self.written: set[str] = written if written is not None else set()
         self.flushed: set[str] = set()

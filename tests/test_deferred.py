@@ -47,7 +47,8 @@ def test_bitwise_like_eager_then_apply(policy):
     got = m.state_dict()
     assert list(got) == list(want)
     assert all(torch.equal(got[k], want[k]) for k in want), [k for k in want if not torch.equal(got[k], want[k])]
-    assert m.head.weight is m.emb.weight  # tie kept (head's reset_parameters runs last and wins, as eagerly)
+    assert m.head.weight is m.emb.weight  # tie kept, with the embedding's init (its creator's, as eagerly)
+    assert m.emb.weight[1].eq(0).all()  # the padding row eager construction leaves zero
 
 
 def test_all_meta_and_dtype():
