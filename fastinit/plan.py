@@ -7,16 +7,20 @@ every entry) before any tensor is written, so a bad spec raises and leaves every
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from . import checks
 from .backends import auto_order, get_backend
 from .backends.base import FUSED_DTYPES, Backend
-from .keys import torch_generator_for
+from .keys import draw_seed, torch_generator_for
+from .overlap import views_share_memory
 from .specs import Constant, Dirac, Eye, Spec, resolve_spec
-from .tables import Resolved, ShardMap, build_tables, to_signed64
+from .strided import write_strided
+from .tables import KIND_CONSTANT, Resolved, ShardMap, build_tables, to_signed64
 
 log = logging.getLogger("fastinit")
 
@@ -36,6 +40,7 @@ class Entry:
     post_ops: list[Callable[[], object]] = field(default_factory=list)  # run after the write, in order
     resolved: Resolved | None = None
     backend: str = ""
+    bumps: int = 0  # version-counter bumps owed after the write (torch's in-place op count); set by Plan
     passed_over: tuple[str, ...] = ()  # why auto did not take the backends it tried first
 
     @property
@@ -60,25 +65,21 @@ def storage_key(t: torch.Tensor) -> tuple:
     return (t.untyped_storage()._cdata, t.storage_offset(), tuple(t.shape), tuple(t.stride()))
 
 
-def _extent(t: torch.Tensor) -> tuple[int, int]:
-    """[first, last] element of its storage that a (non-empty) view can touch."""
-    last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if s > 0)
-    return t.storage_offset(), last
-
-
 def _check_disjoint(entries: list[Entry]) -> None:
-    """Different tensors (names) in one plan must not share memory: one fused launch writes them at once."""
-    spans: dict[int, list[tuple[int, int, str]]] = {}
+    """Different tensors (names) in one plan must not share memory: one fused launch writes them at once.
+
+    Element-exact (``fastinit.overlap``): interleaved views such as ``base[0::2]`` and ``base[1::2]`` pass.
+    """
+    by_storage: dict[int, list[Entry]] = {}
     for e in entries:
-        if e.tensor.numel() == 0 or e.tensor.is_meta:
+        if e.tensor.numel() == 0 or e.tensor.is_meta or e.tensor.layout != torch.strided:
             continue
-        first, last = _extent(e.tensor)
-        same_storage = spans.setdefault(e.tensor.untyped_storage()._cdata, [])
-        for a, b, other in same_storage:
-            if other != e.name and first <= b and a <= last:
-                raise RuntimeError(f"{other or 'tensor'} and {e.name or 'tensor'} are different views of overlapping "
-                                   "memory; initialize one of them (or their common base) instead")
-        same_storage.append((first, last, e.name))
+        same_storage = by_storage.setdefault(e.tensor.untyped_storage()._cdata, [])
+        for other in same_storage:
+            if other.name != e.name and views_share_memory(other.tensor, e.tensor):
+                raise RuntimeError(f"{other.name or 'tensor'} and {e.name or 'tensor'} are different views of "
+                                   "overlapping memory; initialize one of them (or their common base) instead")
+        same_storage.append(e)
 
 
 def _kind(entry: Entry) -> int | None:
@@ -91,43 +92,60 @@ class Plan:
     def __init__(self, entries: list[Entry]):
         seen: dict[tuple, int] = {}
         self.entries: list[Entry] = []
+        self._replaced: dict[int, list[Entry]] = {}  # entry index -> earlier entries for the same memory
         for e in entries:
-            k = storage_key(e.tensor)
+            k = storage_key(e.tensor) if isinstance(e.tensor, torch.Tensor) and not e.tensor.is_sparse else id(e)
             if k in seen:  # a later spec for the same memory wins, as it would eagerly
-                self.entries[seen[k]] = e
+                i = seen[k]
+                self._replaced.setdefault(i, []).append(self.entries[i])
+                self.entries[i] = e
             else:
                 seen[k] = len(self.entries)
                 self.entries.append(e)
 
-    def validate(self, backend: str = "auto") -> None:
-        """Resolve every spec and choose every entry's backend; raise before anything is written."""
+    def validate(self, backend: str = "auto", generator: object = None) -> None:
+        """Check every entry as torch would, resolve every spec, choose every backend; raise before any write.
+
+        Per entry, in torch's order: the spec's Python-level checks and the ATen op's argument checks for the
+        tensor's dtype (``Spec.check_torch``, run on a probe; ``generator`` is the one a single call got),
+        the inference-tensor check, then internal overlap (random fills only, as torch). Specs torch runs
+        itself (no fused form, or a dtype fastinit does not fuse) are also run once on a small scratch
+        tensor of the same dtype, so their errors too come before the first write.
+        """
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError
         problems = []
         _check_disjoint(self.entries)
-        for e in self.entries:
+        for i, e in enumerate(self.entries):
             t = e.tensor
             if t.is_meta:
                 raise RuntimeError(
                     f"{e.name or 'tensor'} is on the meta device: it has no memory to initialize. "
                     "Materialize it first, e.g. fastinit.materialize(model, device=...)."
                 )
-            if torch._debug_has_internal_overlap(t) == 1:  # an expanded view: as torch refuses in-place writes
-                raise RuntimeError(
-                    f"{e.name or 'tensor'}: unsupported operation: more than one element of the written-to tensor "
-                    "refers to a single memory location. Please clone() the tensor before performing the operation.")
+            if t.layout != torch.strided and not (isinstance(e.spec, Constant) and e.spec.val == 0):
+                raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
+                                          f"with {e.spec.torch_name}; torch cannot either")
+            e.spec.check_torch(t, e.shape, generator)
             e.resolved = resolve_spec(e.spec, e.shape)
-            if t.dtype not in FUSED_DTYPES:
-                if isinstance(e.spec, _DETERMINISTIC) or t.dtype.is_complex:
-                    e.resolved = None  # torch handles these dtypes itself
-                else:
-                    raise NotImplementedError(
-                        f'"{e.spec.torch_name}" not implemented for {t.dtype} ({e.name or "tensor"})')
+            checks.check_writable(t)
+            deterministic = isinstance(e.spec, _DETERMINISTIC) or _kind(e) == KIND_CONSTANT
+            overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
+            if overlapping and not deterministic:
+                raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
+            if t.layout != torch.strided or t.dtype not in FUSED_DTYPES or overlapping:
+                e.resolved = None  # torch writes these itself (its own checks were run above, or on the scratch)
+            elif isinstance(e.spec, Constant):
+                e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
+            if e.resolved is None:
+                _dry_run_torch(e)
             if e.resolved is None and e.shape != tuple(t.shape):
                 raise NotImplementedError(
                     f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
                     "of a sharded tensor as the same slice of the whole; initialize it before sharding, or use a "
                     "fused spec")
+            e.bumps = (0 if e.resolved is None else e.spec.version_bumps(e.shape)) + sum(
+                r.spec.version_bumps(r.shape) for r in self._replaced.get(i, ()))
             why = self._choose(e, backend)
             if why:
                 problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))
@@ -151,12 +169,20 @@ class Plan:
             why.extend(f"{name}: {x}" for x in r)
         return why
 
-    def execute(self, seed: int, backend: str = "auto") -> list[GroupReport]:
-        """Validate, then write every entry: one fused launch per (device, dtype, backend) group."""
-        self.validate(backend)
+    def execute(self, seed: int | None, backend: str = "auto", generator: torch.Generator | None = None
+                ) -> list[GroupReport]:
+        """Validate, then write every entry: one fused launch per (device, dtype, backend) group.
+
+        ``seed`` None draws one from ``generator`` (torch's default generator when None) *after* validation,
+        so a refused plan leaves the caller's RNG untouched.
+        """
+        self.validate(backend, generator)
+        if seed is None:
+            seed = draw_seed(generator)
         groups: dict[tuple, list[Entry]] = {}
         for e in self.entries:
             if e.tensor.numel() == 0:
+                _bump(e)  # torch's in-place ops bump the version of zero-element tensors too
                 continue
             groups.setdefault((e.tensor.device, e.tensor.dtype, e.backend), []).append(e)
         reports = []
@@ -164,9 +190,13 @@ class Plan:
             for (device, dtype, name), entries in groups.items():
                 if name == "torch":
                     for e in entries:
+                        # detach() shares the version counter: torch's own ops bump it as they do eagerly
                         e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
+                        _bump(e)
                 else:
                     _run_fused(get_backend(name), entries, seed)
+                    for e in entries:
+                        _bump(e)
                 passed_over = tuple(dict.fromkeys(r for e in entries for r in e.passed_over))
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
                                            sum(e.tensor.numel() for e in entries), passed_over))
@@ -178,17 +208,44 @@ class Plan:
         return reports
 
 
+def _bump(e: Entry) -> None:
+    """Bump ``e.tensor._version`` as often as torch's in-place ops would have (a fused write bumps nothing)."""
+    t = e.tensor
+    if e.bumps and not t.is_inference():  # inference tensors have no version counter
+        torch._C._autograd._unsafe_set_version_counter((t,), (t._version + e.bumps,))
+
+
+def _dry_run_torch(e: Entry) -> None:
+    """Run ``e``'s torch function on a small scratch tensor of ``e.tensor``'s dtype: its errors, before any write.
+
+    Dimensions are capped at 2 (zero stays zero): the checks of torch's functions depend on the number of
+    dimensions and on emptiness, not on sizes (sizes are checked by ``Spec.check_torch``). An overlapping
+    (expanded) tensor is dry-run on a scratch with its own strides, whose storage is as small as the view's.
+    """
+    t = e.tensor
+    with torch._C.DisableTorchFunction():
+        if checks.has_internal_overlap(t):
+            size = 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()) if n > 0)
+            scratch = torch.empty(size, dtype=t.dtype, device=t.device).as_strided(t.shape, t.stride())
+        else:
+            scratch = torch.empty(tuple(min(n, 2) for n in e.shape), dtype=t.dtype, device=t.device)
+        gen = torch.Generator(device=t.device)
+        gen.manual_seed(0)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the real call warns, once, where the caller's code is
+        e.spec.run_torch(scratch, gen)
+
+
 def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
-    outs, copies = [], []
+    outs, strided = [], []
     for e in entries:
         t = e.tensor.detach()
         if t.is_contiguous():
-            outs.append(t)
-        else:  # kernels write row-major contiguous memory; copy into the strided tensor after
-            buf = torch.empty(t.shape, dtype=t.dtype, device=t.device)
-            outs.append(buf)
-            copies.append((t, buf))
-    table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in zip(outs, entries)])
-    backend.fill(outs, table, params, to_signed64(seed))
-    for t, buf in copies:
-        t.copy_(buf)
+            outs.append((t, e))
+        else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk
+            strided.append((t, e))
+    if outs:
+        table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in outs])
+        backend.fill([o for o, _ in outs], table, params, to_signed64(seed))
+    for t, e in strided:
+        write_strided(backend, t, e.key, e.resolved, e.shard, seed)

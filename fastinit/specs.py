@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import checks
 from .stream import KIND_CONSTANT, KIND_DIRAC, KIND_NORMAL, KIND_UNIFORM
 from .tables import PARAM_COLS, Resolved
 
@@ -52,6 +53,7 @@ def calculate_correct_fan(shape: tuple[int, ...], mode: str) -> int:
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 def _cache_key(spec: Spec, shape: tuple[int, ...]) -> tuple:
@@ -96,8 +98,8 @@ def warn_like_torch(spec: Spec, shape: tuple[int, ...], stacklevel: int) -> bool
 
 def _uniform(a: float, b: float) -> Resolved:
     for name, v in (("from", a), ("to", b)):
-        if not (-_F32_MAX <= v <= _F32_MAX):  # NaN fails too, as torch's check_uniform_bounds
-            raise RuntimeError(f"{name} is out of bounds for float")
+        if not (-_F64_MAX <= v <= _F64_MAX):  # NaN fails too; the dtype's own limits: checks.check_uniform_args
+            raise RuntimeError(f"{name} is out of bounds for double")
     if a > b:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
     return Resolved(KIND_UNIFORM, (f32((a + b) / 2), f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
@@ -123,6 +125,16 @@ class Spec:
         """Kernel numbers for a tensor of global ``shape``; None when there is no fused form."""
         raise NotImplementedError
 
+    def check_torch(self, tensor: torch.Tensor, shape: tuple[int, ...], generator: object = None) -> None:
+        """Raise what the ``torch.nn.init`` call raises for ``tensor``'s dtype and device (after ``resolve``).
+
+        The dtype-dependent argument checks of the ATen op it ends in, run on a probe (``fastinit.checks``).
+        """
+
+    def version_bumps(self, shape: tuple[int, ...]) -> int:
+        """How many in-place ops the ``torch.nn.init`` call runs on the tensor (each bumps ``tensor._version``)."""
+        return 1
+
     def torch_args(self) -> dict:
         """Keyword arguments of the equivalent ``torch.nn.init`` call."""
         return dict(self.__dict__)
@@ -147,6 +159,9 @@ class Uniform(Spec):
     def resolve(self, shape):
         return _uniform(self.a, self.b)
 
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_uniform_args(tensor, self.a, self.b, generator)
+
 
 @dataclass(frozen=True)
 class Normal(Spec):
@@ -158,6 +173,9 @@ class Normal(Spec):
 
     def resolve(self, shape):
         return _normal(self.mean, self.std)
+
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_normal_args(tensor, self.mean, self.std, generator)
 
 
 def _norm_cdf(x: float) -> float:
@@ -175,10 +193,28 @@ class TruncNormal(Spec):
     torch_name = "trunc_normal_"
 
     def resolve(self, shape):
-        # std 0 divides by zero here, as in torch; a negative or NaN std is refused by _normal
-        lo_cdf = _norm_cdf((self.a - self.mean) / self.std)
-        hi_cdf = _norm_cdf((self.b - self.mean) / self.std)
-        return _normal(self.mean, self.std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
+        # std 0 divides by zero here, as in torch
+        if not all(math.isfinite(v) for v in (self.mean, self.std)):
+            # torch's rejection sampler accepts every U(a, b) candidate when mean or std is NaN or infinite
+            # (its log-density is NaN or 0 everywhere): the values are U(a, b), and so are fastinit's.
+            return _uniform(self.a, self.b)
+        # torch's sampler squares (x - mean) / std: a negative std samples as |std| (torch < 2.12 raised in
+        # uniform_ for it; fastinit follows the torch it runs with, checked by check_torch)
+        std = abs(self.std)
+        lo_cdf = _norm_cdf((self.a - self.mean) / std)
+        hi_cdf = _norm_cdf((self.b - self.mean) / std)
+        return _normal(self.mean, std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
+
+    def check_torch(self, tensor, shape, generator=None):
+        # torch.nn.init._no_grad_trunc_normal_'s flow, up to the first op that can raise
+        mean, std, a, b = self.mean, self.std, self.a, self.b
+        p = _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std)
+        if p > 0.3:
+            checks.check_normal_args(tensor, mean, std, generator)
+        else:
+            mode = max(a, min(mean, b))
+            -0.5 * ((mode - mean) / std) ** 2  # noqa: B018 -- raises OverflowError where torch's log_peak does
+            checks.check_uniform_args(tensor, a, b, generator)
 
 
 @dataclass(frozen=True)
@@ -190,6 +226,13 @@ class Constant(Spec):
 
     def resolve(self, shape):
         return Resolved(KIND_CONSTANT, (float(self.val),) + (0.0,) * (PARAM_COLS - 1))
+
+    def check_torch(self, tensor, shape, generator=None):
+        checks.torch_fill_value(tensor, self.val)  # fill_'s conversion: 1e40 in float32, "1", 2**200 raise
+
+    def resolve_for(self, tensor: torch.Tensor) -> Resolved:
+        """``resolve`` with the value converted to ``tensor``'s dtype exactly as ``fill_`` converts it."""
+        return Resolved(KIND_CONSTANT, (checks.torch_fill_value(tensor, self.val),) + (0.0,) * (PARAM_COLS - 1))
 
 
 @dataclass(frozen=True)
@@ -215,14 +258,29 @@ class Dirac(Spec):
     def resolve(self, shape):
         if len(shape) not in (3, 4, 5):
             raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-        if shape[0] % self.groups != 0:
-            raise ValueError("dim 0 must be divisible by groups")
+        per_group, min_dim = self._torch_loop_bounds(shape)
+        if per_group <= 0 or min_dim <= 0 or self.groups <= 0:  # torch's loops do nothing: zeros only
+            return Resolved(KIND_CONSTANT)
         spatial = _numel(shape[2:])
         center = 0
         for size in shape[2:]:
             center = center * size + size // 2
-        per_group = shape[0] // self.groups
         return Resolved(KIND_DIRAC, iparams=(max(shape[1] * spatial, 1), max(spatial, 1), max(per_group, 1), center))
+
+    def _torch_loop_bounds(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        # torch.nn.init.dirac_'s own arithmetic, with its errors: groups 0 divides by zero, a str or a float
+        # groups fail in % or in range() (torch raises that only after zeroing the tensor; fastinit before)
+        if shape[0] % self.groups != 0:
+            raise ValueError("dim 0 must be divisible by groups")
+        per_group = shape[0] // self.groups
+        min_dim = min(per_group, shape[1])
+        range(self.groups)
+        range(min_dim)
+        return per_group, min_dim
+
+    def version_bumps(self, shape):
+        per_group, min_dim = self._torch_loop_bounds(shape)
+        return 1 + max(self.groups, 0) * max(min_dim, 0)  # zero_(), then one indexed write per diagonal element
 
 
 @dataclass(frozen=True)
@@ -232,11 +290,18 @@ class XavierUniform(Spec):
     gain: float = 1.0
     torch_name = "xavier_uniform_"
 
-    def resolve(self, shape):
+    def _bound(self, shape):
         fan_in, fan_out = calculate_fan_in_and_fan_out(shape)
         std = self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        a = math.sqrt(3.0) * std
+        return math.sqrt(3.0) * std
+
+    def resolve(self, shape):
+        a = self._bound(shape)
         return _uniform(-a, a)
+
+    def check_torch(self, tensor, shape, generator=None):
+        a = self._bound(shape)
+        checks.check_uniform_args(tensor, -a, a, generator)
 
 
 @dataclass(frozen=True)
@@ -246,10 +311,15 @@ class XavierNormal(Spec):
     gain: float = 1.0
     torch_name = "xavier_normal_"
 
-    def resolve(self, shape):
+    def _std(self, shape):
         fan_in, fan_out = calculate_fan_in_and_fan_out(shape)
-        std = self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        return _normal(0.0, std)
+        return self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+    def resolve(self, shape):
+        return _normal(0.0, self._std(shape))
+
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_normal_args(tensor, 0.0, self._std(shape), generator)
 
 
 def _kaiming_std(shape: tuple[int, ...], a: float, mode: str, nonlinearity: str) -> float:
@@ -273,6 +343,14 @@ class KaimingUniform(Spec):
         bound = math.sqrt(3.0) * _kaiming_std(shape, self.a, self.mode, self.nonlinearity)
         return _uniform(-bound, bound)
 
+    def check_torch(self, tensor, shape, generator=None):
+        if 0 not in shape:
+            bound = math.sqrt(3.0) * _kaiming_std(shape, self.a, self.mode, self.nonlinearity)
+            checks.check_uniform_args(tensor, -bound, bound, generator)
+
+    def version_bumps(self, shape):
+        return 0 if 0 in shape else 1
+
 
 @dataclass(frozen=True)
 class KaimingNormal(Spec):
@@ -288,6 +366,13 @@ class KaimingNormal(Spec):
             return Resolved(KIND_CONSTANT)
         return _normal(0.0, _kaiming_std(shape, self.a, self.mode, self.nonlinearity))
 
+    def check_torch(self, tensor, shape, generator=None):
+        if 0 not in shape:
+            checks.check_normal_args(tensor, 0.0, _kaiming_std(shape, self.a, self.mode, self.nonlinearity), generator)
+
+    def version_bumps(self, shape):
+        return 0 if 0 in shape else 1
+
 
 @dataclass(frozen=True)
 class Orthogonal(Spec):
@@ -300,6 +385,14 @@ class Orthogonal(Spec):
         if len(shape) < 2:
             raise ValueError("Only tensors with 2 or more dimensions are supported")
         return None
+
+    def check_torch(self, tensor, shape, generator=None):
+        self.resolve(shape)  # the dimension check comes first in torch
+        if _numel(shape) > 0:
+            checks.check_normal_args(tensor, 0, 1, generator)
+
+    def version_bumps(self, shape):
+        return 2 if _numel(shape) > 0 else 0  # copy_ then mul_
 
 
 @dataclass(frozen=True)
@@ -314,6 +407,14 @@ class Sparse(Spec):
         if len(shape) != 2:
             raise ValueError("Only tensors with 2 dimensions are supported")
         return None
+
+    def check_torch(self, tensor, shape, generator=None):
+        self.resolve(shape)  # the dimension check comes first in torch
+        math.ceil(self.sparsity * shape[0])  # torch's num_zeros: NaN / inf / wrong types raise here first
+        checks.check_normal_args(tensor, 0, self.std, generator)
+
+    def version_bumps(self, shape):
+        return 1 + shape[1]  # normal_, then one indexed write per column
 
     def run_torch(self, tensor, generator=None):
         # torch.nn.init.sparse_ draws its row permutations from the global RNG; fork it so the
