@@ -18,7 +18,7 @@ from .backends import auto_order, get_backend
 from .backends.base import FUSED_DTYPES, Backend
 from .keys import draw_seed, torch_generator_for
 from .overlap import views_share_memory
-from .specs import Constant, Dirac, Eye, Spec, resolve_spec
+from .specs import Constant, Dirac, Eye, Orthogonal, Sparse, Spec, TruncNormal, resolve_spec
 from .strided import write_strided
 from .tables import KIND_CONSTANT, Resolved, ShardMap, build_tables, to_signed64
 
@@ -41,6 +41,7 @@ class Entry:
     resolved: Resolved | None = None
     backend: str = ""
     bumps: int = 0  # version-counter bumps owed after the write (torch's in-place op count); set by Plan
+    version_before: int | None = None
     passed_over: tuple[str, ...] = ()  # why auto did not take the backends it tried first
 
     @property
@@ -127,18 +128,28 @@ class Plan:
                 raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
                                           f"with {e.spec.torch_name}; torch cannot either")
             e.spec.check_torch(t, e.shape, generator)
-            e.resolved = resolve_spec(e.spec, e.shape)
-            checks.check_writable(t)
-            deterministic = isinstance(e.spec, _DETERMINISTIC) or _kind(e) == KIND_CONSTANT
+            deterministic = isinstance(e.spec, _DETERMINISTIC)
             overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
-            if overlapping and not deterministic:
-                raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
-            if t.layout != torch.strided or t.dtype not in FUSED_DTYPES or overlapping:
-                e.resolved = None  # torch writes these itself (its own checks were run above, or on the scratch)
-            elif isinstance(e.spec, Constant):
-                e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
+            # a deterministic fill of a view whose elements share memory: torch's write order decides the values
+            shared = overlapping or (deterministic and t.layout == torch.strided and checks.shares_elements(t))
+            torch_runs = (t.layout != torch.strided or t.dtype not in FUSED_DTYPES or (shared and deterministic)
+                          or isinstance(e.spec, (Orthogonal, Sparse)))
+            e.resolved = None if torch_runs else resolve_spec(e.spec, e.shape)
             if e.resolved is None:
-                _dry_run_torch(e)
+                # torch writes these itself: its errors, in its order, from a dry run on a scratch tensor
+                # (the spec's shape checks first: the scratch's sizes are capped)
+                if isinstance(e.spec, (Eye, Dirac, Orthogonal, Sparse, TruncNormal)):
+                    resolve_spec(e.spec, e.shape)
+                if not deterministic or shared:
+                    _dry_run_torch(e)
+                if not (isinstance(e.spec, Orthogonal) and t.numel() == 0):  # torch returns before writing
+                    checks.check_writable(t)
+            else:
+                checks.check_writable(t)
+                if overlapping and e.resolved.kind != KIND_CONSTANT:
+                    raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
+                if isinstance(e.spec, Constant):
+                    e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
             if e.resolved is None and e.shape != tuple(t.shape):
                 raise NotImplementedError(
                     f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
@@ -177,11 +188,13 @@ class Plan:
         so a refused plan leaves the caller's RNG untouched.
         """
         self.validate(backend, generator)
-        if seed is None:
-            seed = draw_seed(generator)
+        if seed is None:  # torch draws nothing for zero-element tensors
+            seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
+        for e in self.entries:
+            e.version_before = None if e.tensor.is_inference() else e.tensor._version
         groups: dict[tuple, list[Entry]] = {}
         for e in self.entries:
-            if e.tensor.numel() == 0:
+            if e.tensor.numel() == 0 and e.backend != "torch":
                 _bump(e)  # torch's in-place ops bump the version of zero-element tensors too
                 continue
             groups.setdefault((e.tensor.device, e.tensor.dtype, e.backend), []).append(e)
@@ -190,8 +203,11 @@ class Plan:
             for (device, dtype, name), entries in groups.items():
                 if name == "torch":
                     for e in entries:
-                        # detach() shares the version counter: torch's own ops bump it as they do eagerly
-                        e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
+                        # detach() shares the version counter: torch's own ops bump it as they do eagerly; their
+                        # warnings were given where the call was made (or recorded)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
                         _bump(e)
                 else:
                     _run_fused(get_backend(name), entries, seed)
@@ -209,31 +225,25 @@ class Plan:
 
 
 def _bump(e: Entry) -> None:
-    """Bump ``e.tensor._version`` as often as torch's in-place ops would have (a fused write bumps nothing)."""
-    t = e.tensor
-    if e.bumps and not t.is_inference():  # inference tensors have no version counter
-        torch._C._autograd._unsafe_set_version_counter((t,), (t._version + e.bumps,))
+    """Set ``e.tensor._version`` to what torch's in-place ops would have made it (the fused write bumps nothing,
+    a strided chunk's ``copy_`` bumps once per chunk: the count is set, not added)."""
+    if e.bumps and e.version_before is not None:  # inference tensors have no version counter
+        torch._C._autograd._unsafe_set_version_counter((e.tensor,), (e.version_before + e.bumps,))
 
 
 def _dry_run_torch(e: Entry) -> None:
-    """Run ``e``'s torch function on a small scratch tensor of ``e.tensor``'s dtype: its errors, before any write.
+    """``e.spec.dry_run``: the errors of torch's own function for ``e.tensor``, before any write.
 
-    Dimensions are capped at 2 (zero stays zero): the checks of torch's functions depend on the number of
-    dimensions and on emptiness, not on sizes (sizes are checked by ``Spec.check_torch``). An overlapping
-    (expanded) tensor is dry-run on a scratch with its own strides, whose storage is as small as the view's.
+    Warnings are silenced (the real call warns, once, where the caller's code is); the generator is a
+    private one, so nothing is drawn from the caller's.
     """
     t = e.tensor
     with torch._C.DisableTorchFunction():
-        if checks.has_internal_overlap(t):
-            size = 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()) if n > 0)
-            scratch = torch.empty(size, dtype=t.dtype, device=t.device).as_strided(t.shape, t.stride())
-        else:
-            scratch = torch.empty(tuple(min(n, 2) for n in e.shape), dtype=t.dtype, device=t.device)
         gen = torch.Generator(device=t.device)
         gen.manual_seed(0)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the real call warns, once, where the caller's code is
-        e.spec.run_torch(scratch, gen)
+    with warnings.catch_warnings(), torch.no_grad(), torch._C.DisableTorchFunction():
+        warnings.simplefilter("ignore")
+        e.spec.dry_run(t, gen)
 
 
 def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:

@@ -23,8 +23,9 @@ _INF = float("inf")
 
 
 def f32(x: float) -> float:
-    """``x`` rounded to the nearest float32 (as a Python float)."""
-    return float(np.float32(x))
+    """``x`` rounded to the nearest float32 (as a Python float; inf past float32's range, without a warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -131,6 +132,16 @@ class Spec:
         The dtype-dependent argument checks of the ATen op it ends in, run on a probe (``fastinit.checks``).
         """
 
+    def dry_run(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Raise what ``run_torch(tensor)`` raises, writing nothing into ``tensor`` (a scratch of its dtype runs)."""
+        if checks.shares_elements(tensor):  # a scratch with the same strides: its storage is as small as the view's
+            size = 1 + sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride()) if n > 0)
+            scratch = torch.empty(size, dtype=tensor.dtype, device=tensor.device).as_strided(
+                tensor.shape, tensor.stride())
+        else:  # the checks depend on the number of dimensions and on emptiness, not on sizes
+            scratch = torch.empty(tuple(min(n, 2) for n in tensor.shape), dtype=tensor.dtype, device=tensor.device)
+        self.run_torch(scratch, generator)
+
     def version_bumps(self, shape: tuple[int, ...]) -> int:
         """How many in-place ops the ``torch.nn.init`` call runs on the tensor (each bumps ``tensor._version``)."""
         return 1
@@ -182,9 +193,54 @@ def _norm_cdf(x: float) -> float:
     return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
 
+_TAIL_LEVELS = 256  # fewest distinct float32 inputs of the inverse CDF over [a, b] that fastinit accepts
+
+
+def _tail_resolved(res: Resolved) -> bool:
+    # The kernel maps u into [c - h, c + h] in float32 and takes erfinv there: far in a tail, c is close to
+    # +-1, where float32 has few values, and [a, b] would get only a handful of distinct values, silently.
+    c, h = res.params[0], res.params[1]
+    edge = np.float32(max(abs(c - h), abs(c + h)))
+    return edge == 0 or 2 * h / float(np.spacing(edge)) >= _TAIL_LEVELS
+
+
+def reference_tail_sample(spec: TruncNormal, shape: tuple[int, ...], generator: torch.Generator | None,
+                          device: torch.device | str = "cpu") -> torch.Tensor:
+    """float64 samples of N(mean, std²) truncated to [a, b], by inverse CDF in log space (any tail depth).
+
+    The interval is mirrored into the lower half (where Φ is accurate), ``log p = log(Φ(α)(1-u) + Φ(β)u)``
+    for u ~ U[0, 1), z = Φ⁻¹(p) from ``ndtri`` (or -√(-2 log p) where p underflows), refined by Newton steps on
+    ``log_ndtr(z) = log p``, then mirrored back and clamped to [a, b].
+    """
+    std = abs(spec.std)
+    alpha, beta = (spec.a - spec.mean) / std, (spec.b - spec.mean) / std
+    flip = alpha + beta > 0
+    if flip:
+        alpha, beta = -beta, -alpha
+    f64 = {"dtype": torch.float64, "device": device}
+    la = float(torch.special.log_ndtr(torch.tensor(alpha, **f64)))
+    lb = float(torch.special.log_ndtr(torch.tensor(beta, **f64)))
+    u = torch.rand(shape, generator=generator, **f64)
+    log_p = lb + torch.log(u + (1 - u) * math.exp(la - lb))
+    z = torch.special.ndtri(torch.exp(log_p))
+    z = torch.where(torch.isfinite(z) & (log_p > -700.0), z, -torch.sqrt(-2 * log_p))
+    for _ in range(6):
+        log_cdf = torch.special.log_ndtr(z)
+        slope = torch.exp(-0.5 * z * z - 0.5 * math.log(2 * math.pi) - log_cdf)  # d log Φ(z) / dz
+        z = torch.where(torch.isfinite(z), z - (log_cdf - log_p) / slope, z)
+    z = z.clamp(alpha, beta)
+    if flip:
+        z = -z
+    return (spec.mean + std * z).clamp(spec.a, spec.b)
+
+
 @dataclass(frozen=True)
 class TruncNormal(Spec):
-    """N(mean, std²) truncated to [a, b] (by inverse CDF, no rejection); ``torch.nn.init.trunc_normal_``."""
+    """N(mean, std²) truncated to [a, b] (by inverse CDF, no rejection); ``torch.nn.init.trunc_normal_``.
+
+    An [a, b] so far in a tail that float32's inverse CDF cannot resolve it has no fused form: it runs through
+    torch (its rejection sampler) with a generator seeded from (seed, key), as ``Orthogonal`` does.
+    """
 
     mean: float = 0.0
     std: float = 1.0
@@ -200,16 +256,35 @@ class TruncNormal(Spec):
             return _uniform(self.a, self.b)
         # torch's sampler squares (x - mean) / std: a negative std samples as |std| (torch < 2.12 raised in
         # uniform_ for it; fastinit follows the torch it runs with, checked by check_torch)
-        std = abs(self.std)
-        lo_cdf = _norm_cdf((self.a - self.mean) / std)
-        hi_cdf = _norm_cdf((self.b - self.mean) / std)
-        return _normal(self.mean, std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
+        std, a, b, mean = abs(self.std), self.a, self.b, self.mean
+        if math.isfinite(a) and math.isfinite(b):
+            far = max(abs(a - mean), abs(b - mean)) / std
+            near = 0.0 if a <= mean <= b else min(abs(a - mean), abs(b - mean)) / std
+            if 0.5 * (far - near) * (far + near) < 2.0**-25:
+                # the density varies by less than float32's resolution over [a, b] (std huge against b - a):
+                # U(a, b) is the distribution, where the inverse CDF would divide nothing by nothing
+                return _uniform(a, b)
+        lo_cdf = _norm_cdf((a - mean) / std)
+        hi_cdf = _norm_cdf((b - mean) / std)
+        res = _normal(mean, std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, a, b)
+        # far in a tail, no fused form: torch's own rejection sampler runs (as for orthogonal_)
+        return res if _tail_resolved(res) else None
+
+    def run_torch(self, tensor, generator=None):
+        """The tail case (no fused form): inverse CDF in float64, in log space; no rejection loop.
+
+        torch's rejection sampler can take practically forever there (a wide [a, b] far from the mean accepts
+        almost no uniform proposal); this samples the same distribution directly. ``reference_tail_sample``.
+        """
+        tensor.copy_(reference_tail_sample(self, tuple(tensor.shape), generator, tensor.device))
 
     def check_torch(self, tensor, shape, generator=None):
         # torch.nn.init._no_grad_trunc_normal_'s flow, up to the first op that can raise
         mean, std, a, b = self.mean, self.std, self.a, self.b
         p = _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std)
         if p > 0.3:
+            checks.check_new_tensor(tensor, a)  # torch casts the bounds to the dtype first
+            checks.check_new_tensor(tensor, b)
             checks.check_normal_args(tensor, mean, std, generator)
         else:
             mode = max(a, min(mean, b))
@@ -232,7 +307,7 @@ class Constant(Spec):
 
     def resolve_for(self, tensor: torch.Tensor) -> Resolved:
         """``resolve`` with the value converted to ``tensor``'s dtype exactly as ``fill_`` converts it."""
-        return Resolved(KIND_CONSTANT, (checks.torch_fill_value(tensor, self.val),) + (0.0,) * (PARAM_COLS - 1))
+        return Resolved(KIND_CONSTANT, (float(checks.torch_fill_value(tensor, self.val)),) + (0.0,) * (PARAM_COLS - 1))
 
 
 @dataclass(frozen=True)
@@ -390,6 +465,18 @@ class Orthogonal(Spec):
         self.resolve(shape)  # the dimension check comes first in torch
         if _numel(shape) > 0:
             checks.check_normal_args(tensor, 0, 1, generator)
+
+    def dry_run(self, tensor, generator=None):
+        # torch.nn.init.orthogonal_'s steps on a 2 x 2 block, up to each op that can raise, in its order:
+        # normal_, qr and sign (dtype errors), view_as of the tensor itself (strided views), mul_(gain)
+        if tensor.numel() == 0:
+            return
+        rows = tensor.shape[0]
+        flat = torch.empty((min(rows, 2), min(tensor.numel() // rows, 2)), dtype=tensor.dtype, device=tensor.device)
+        q, r = torch.linalg.qr(flat.normal_(0, 1, generator=generator))
+        q *= torch.diag(r, 0).sign()
+        tensor.detach().view(rows, tensor.numel() // rows)
+        torch.empty(1, dtype=tensor.dtype, device=tensor.device).mul_(self.gain)
 
     def version_bumps(self, shape):
         return 2 if _numel(shape) > 0 else 0  # copy_ then mul_
