@@ -140,12 +140,14 @@ class Plan:
                 # (the spec's shape checks first: the scratch's sizes are capped)
                 if isinstance(e.spec, (Eye, Dirac, Orthogonal, Sparse, TruncNormal)):
                     resolve_spec(e.spec, e.shape)
+                if not isinstance(e.spec, Orthogonal):  # its first write comes after its draws (its dry run checks)
+                    checks.check_writable(t)
                 if not deterministic or shared:
                     _dry_run_torch(e)
-                if not (isinstance(e.spec, Orthogonal) and t.numel() == 0):  # torch returns before writing
-                    checks.check_writable(t)
+                e.spec.check_late(e.shape)
             else:
                 checks.check_writable(t)
+                e.spec.check_late(e.shape)
                 if overlapping and e.resolved.kind != KIND_CONSTANT:
                     raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
                 if isinstance(e.spec, Constant):

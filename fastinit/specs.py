@@ -9,6 +9,7 @@ fused kernel needs (``fastinit.tables.Resolved``); specs with no fused form (``O
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 
@@ -112,6 +113,14 @@ def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float =
     return Resolved(KIND_NORMAL, (f32(c), f32(h), f32(mean), f32(std), f32(lo), f32(hi)))
 
 
+def _is_index(v: object) -> bool:
+    try:
+        operator.index(v)
+    except TypeError:
+        return False
+    return True
+
+
 def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
@@ -131,6 +140,9 @@ class Spec:
 
         The dtype-dependent argument checks of the ATen op it ends in, run on a probe (``fastinit.checks``).
         """
+
+    def check_late(self, shape: tuple[int, ...]) -> None:
+        """Raise what the torch function raises after its first write to the tensor (fastinit: before any)."""
 
     def dry_run(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Raise what ``run_torch(tensor)`` raises, writing nothing into ``tensor`` (a scratch of its dtype runs)."""
@@ -276,6 +288,9 @@ class TruncNormal(Spec):
         torch's rejection sampler can take practically forever there (a wide [a, b] far from the mean accepts
         almost no uniform proposal); this samples the same distribution directly. ``reference_tail_sample``.
         """
+        if tensor.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16) or self.resolve(
+                tuple(tensor.shape)) is not None:
+            return super().run_torch(tensor, generator)  # torch's own (other dtypes: its errors)
         tensor.copy_(reference_tail_sample(self, tuple(tensor.shape), generator, tensor.device))
 
     def check_torch(self, tensor, shape, generator=None):
@@ -334,8 +349,8 @@ class Dirac(Spec):
         if len(shape) not in (3, 4, 5):
             raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
         per_group, min_dim = self._torch_loop_bounds(shape)
-        if per_group <= 0 or min_dim <= 0 or self.groups <= 0:  # torch's loops do nothing: zeros only
-            return Resolved(KIND_CONSTANT)
+        if not _is_index(self.groups) or per_group <= 0 or min_dim <= 0 or self.groups <= 0:
+            return Resolved(KIND_CONSTANT)  # torch's loops do nothing: zeros only (or check_late raises)
         spatial = _numel(shape[2:])
         center = 0
         for size in shape[2:]:
@@ -348,13 +363,17 @@ class Dirac(Spec):
         if shape[0] % self.groups != 0:
             raise ValueError("dim 0 must be divisible by groups")
         per_group = shape[0] // self.groups
-        min_dim = min(per_group, shape[1])
+        return per_group, min(per_group, shape[1])
+
+    def check_late(self, shape):
+        # torch's loops, after its zero_() (whose inference / dtype errors come first)
         range(self.groups)
-        range(min_dim)
-        return per_group, min_dim
+        range(self._torch_loop_bounds(shape)[1])
 
     def version_bumps(self, shape):
         per_group, min_dim = self._torch_loop_bounds(shape)
+        if not _is_index(self.groups):
+            return 1
         return 1 + max(self.groups, 0) * max(min_dim, 0)  # zero_(), then one indexed write per diagonal element
 
 
@@ -476,6 +495,8 @@ class Orthogonal(Spec):
         q, r = torch.linalg.qr(flat.normal_(0, 1, generator=generator))
         q *= torch.diag(r, 0).sign()
         tensor.detach().view(rows, tensor.numel() // rows)
+        checks.check_writable(tensor)  # copy_ into the tensor
+        checks.check_no_internal_overlap(tensor)
         torch.empty(1, dtype=tensor.dtype, device=tensor.device).mul_(self.gain)
 
     def version_bumps(self, shape):

@@ -369,3 +369,85 @@ def test_the_fuzzer_sees_a_mismatch():
     mine = call(no_bump, torch.zeros(3), [1.0], _NO_GEN)
     bad, _ = compare("constant_", [1.0], _NO_GEN, "contiguous", torch.float32, theirs, mine)
     assert [b.split(":")[0] for b in bad] == ["version"]
+
+
+# ---- the issue's cases, one by one, through the same harness (each failed before issue 10's fixes) ----
+
+def _inference(shape, dtype=torch.float32):
+    with torch.inference_mode():
+        return torch.full(shape, 7, dtype=dtype)
+
+
+ISSUE_CASES = [  # (function, tensor factory, arguments, generator argument)
+    ("uniform_", lambda: torch.full((4, 4), 7, dtype=torch.float16), [0.0, 1e5], _NO_GEN),  # fp16 bound: raises
+    ("uniform_", lambda: torch.full((4, 4), 7, dtype=torch.float64), [0.0, 1e300], _NO_GEN),  # float64: accepted
+    ("uniform_", lambda: torch.full((4, 4), 7, dtype=torch.float32), [-3e38, 3e38], _NO_GEN),  # to - from overflows
+    ("constant_", lambda: torch.full((4,), 7.0), [1e40], _NO_GEN),
+    ("constant_", lambda: torch.full((4,), 7.0), [2**200], _NO_GEN),
+    ("constant_", lambda: torch.full((4,), 7.0), ["1"], _NO_GEN),
+    ("constant_", lambda: torch.full((1,), 7, dtype=torch.bfloat16), [1e40], _NO_GEN),  # 1 element: torch gives inf
+    ("constant_", lambda: torch.full((3,), 7, dtype=torch.float16), [1e5], _NO_GEN),
+    ("constant_", lambda: torch.full((3,), 7, dtype=torch.int64), [2**60 + 1], _NO_GEN),
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, 1.0, 1.0, -1.0], _NO_GEN),  # a > b
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, 1.0, NAN, 2.0], _NO_GEN),
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, INF, -2.0, 2.0], _NO_GEN),  # torch: U(a, b)
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, 1e300, -2.0, 2.0], _NO_GEN),  # flat: U(a, b)
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, -1.0, -2.0, 2.0], _NO_GEN),  # torch 2.13: |std|
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [0.0, 0.0, -2.0, 2.0], _NO_GEN),  # ZeroDivisionError
+    ("trunc_normal_", lambda: torch.full((64,), 7.0), [1e200, 1.0, -1.0, 1.0], _NO_GEN),  # OverflowError
+    ("trunc_normal_", lambda: torch.full((4,), 7, dtype=torch.int64), [1.0, 1.0, 0.0, INF], _NO_GEN),
+    ("trunc_normal_", lambda: torch.full((4,), 7, dtype=torch.complex64), [], _NO_GEN),  # torch writes, then raises
+    ("dirac_", lambda: torch.full((6, 2, 3), 7.0), [-1], _NO_GEN),  # torch: zeros
+    ("dirac_", lambda: torch.full((6, 2, 3), 7.0), [2.0], _NO_GEN),  # torch: zeros, then TypeError
+    ("dirac_", lambda: torch.full((6, 2, 3), 7.0), [0], _NO_GEN),
+    ("dirac_", lambda: torch.full((6, 2, 3), 7.0), [3], _NO_GEN),  # 1 + 3 * 2 version bumps
+    ("uniform_", lambda: torch.full((3,), 7.0), [0.0, 1.0], "x"),
+    ("normal_", lambda: torch.full((3,), 7.0), [0.0, 1.0], 3),
+    ("xavier_uniform_", lambda: torch.full((3, 4), 7.0), [1.0], [1]),
+    ("uniform_", lambda: torch.full((3,), 7, dtype=torch.int64), [0.0, 1.0], _NO_GEN),
+    ("normal_", lambda: torch.full((3,), True), [], _NO_GEN),
+    ("normal_", lambda: torch.full((0,), 7, dtype=torch.int64), [], _NO_GEN),  # empty: torch accepts
+    ("uniform_", lambda: torch.full((0, 3), 7.0), [2.0, 1.0], _NO_GEN),  # zero elements: still checked
+    ("xavier_uniform_", lambda: torch.full((0, 3), 7.0), [], _NO_GEN),  # no RNG drawn
+    ("constant_", lambda: torch.full((0,), 7.0), [1e40], _NO_GEN),
+    ("uniform_", lambda: torch.zeros(1, 4).expand(3, 4), [], _NO_GEN),  # torch's message, no "tensor: " prefix
+    ("constant_", lambda: torch.zeros(1, 4).expand(3, 4), [2.5], _NO_GEN),  # deterministic: torch accepts
+    ("eye_", lambda: torch.zeros(1, 4).expand(3, 4), [], _NO_GEN),
+    ("zeros_", lambda: torch.zeros(8).as_strided((3, 4), (1, 1)), [], _NO_GEN),  # windows: torch's write order
+    ("eye_", lambda: torch.full((8,), 7.0).as_strided((3, 5), (1, 1)), [], _NO_GEN),
+    ("normal_", lambda: torch.zeros(3, 4).to_sparse(), [], _NO_GEN),
+    ("zeros_", lambda: torch.ones(3, 4).to_sparse(), [], _NO_GEN),
+    ("normal_", lambda: torch.empty(3, 4, dtype=torch.int64, device="meta"), [], _NO_GEN),
+    ("kaiming_uniform_", lambda: torch.empty(3, 4, device="meta"), [], _NO_GEN),  # meta: a version bump, as torch
+    ("uniform_", lambda: [1.0, 2.0], [], _NO_GEN),
+    ("kaiming_normal_", lambda: None, [], _NO_GEN),
+    ("xavier_normal_", lambda: torch.full((6, 2, 3), 7, dtype=torch.bfloat16), [1e300], _NO_GEN),  # no RuntimeWarning
+    ("uniform_", lambda: _inference((3, 4)), [], _NO_GEN),
+    ("constant_", lambda: _inference((3, 4)), [1.0], _NO_GEN),
+    ("orthogonal_", lambda: _inference((3, 4)), [1.0], torch.Generator().manual_seed(0)),  # torch draws, then raises
+    ("orthogonal_", lambda: _inference((0, 4)), [], _NO_GEN),  # zero elements: torch returns first
+    ("orthogonal_", lambda: torch.full((6, 8), 7.0)[:, ::2].reshape(6, 4)[:, :3], ["x"], _NO_GEN),
+    ("orthogonal_", lambda: torch.full((2, 3, 9), 7.0)[..., ::3], [], _NO_GEN),  # view_as fails: torch's error
+    ("orthogonal_", lambda: torch.full((3, 4), 7, dtype=torch.float16), [], _NO_GEN),  # no half QR on the CPU
+    ("sparse_", lambda: torch.full((3, 4), 7.0), [NAN], _NO_GEN),
+    ("sparse_", lambda: torch.full((3, 4), 7.0), [INF], _NO_GEN),
+    ("sparse_", lambda: torch.full((3, 4), 7.0), [0.5, -1.0], _NO_GEN),
+    ("kaiming_uniform_", lambda: torch.full((3, 4), 7.0), [], _NO_GEN),
+    ("normal", lambda: torch.full((3, 4), 7.0), [], _NO_GEN),  # deprecated alias: torch's FutureWarning
+    ("xavier_uniform", lambda: torch.full((3, 4), 7.0), [], _NO_GEN),
+    ("constant", lambda: torch.full((3, 4), 7.0), [0.5], _NO_GEN),
+]
+
+
+@pytest.mark.parametrize("name,factory,args,gen_arg", ISSUE_CASES)
+def test_issue_case_matches_torch(name, factory, args, gen_arg):
+    dtype = factory().dtype if isinstance(factory(), torch.Tensor) else torch.float32
+    gens = [gen_arg, gen_arg]
+    if isinstance(gen_arg, torch.Generator):
+        gens = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)]
+    torch.manual_seed(11)
+    theirs = call(getattr(torch.nn.init, name), factory(), args, gens[0])
+    torch.manual_seed(11)
+    mine = call(getattr(F, name), factory(), args, gens[1])
+    bad, _ = compare(name, args, gens[0], "issue", dtype, theirs, mine)
+    assert not bad, bad
