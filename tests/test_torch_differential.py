@@ -152,7 +152,7 @@ def _version(t):
 
 
 def call(fn, t, args, gen_arg):
-    """Run ``fn(t, *args[, generator])`` and observe it (a 5 s alarm catches torch's rejection-loop hangs)."""
+    """Run ``fn(t, *args[, generator])`` and observe it (a 2 s alarm catches torch's rejection-loop hangs)."""
     out = Outcome()
     before = _plain_values(t)
     v0 = _version(t)
@@ -160,7 +160,7 @@ def call(fn, t, args, gen_arg):
     gen_state0 = gen_arg.get_state() if isinstance(gen_arg, torch.Generator) else None
     extra = (gen_arg,) if gen_arg is not _NO_GEN else ()
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(5)
+    signal.alarm(2)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
