@@ -107,11 +107,13 @@ class Plan:
     def validate(self, backend: str = "auto", generator: object = None) -> None:
         """Check every entry as torch would, resolve every spec, choose every backend; raise before any write.
 
-        Per entry, in torch's order: the spec's Python-level checks and the ATen op's argument checks for the
-        tensor's dtype (``Spec.check_torch``, run on a probe; ``generator`` is the one a single call got),
-        the inference-tensor check, then internal overlap (random fills only, as torch). Specs torch runs
-        itself (no fused form, or a dtype fastinit does not fuse) are also run once on a small scratch
-        tensor of the same dtype, so their errors too come before the first write.
+        Per entry, in torch's order: the Python-level checks of the torch function and the argument checks of
+        the ATen op it ends in, for the tensor's dtype (``Spec.check_torch``, on a probe; ``generator`` is the
+        one a single call got), the inference-tensor check, the checks torch makes after its first write
+        (``Spec.check_late``), then internal overlap (random fills only, as torch). What torch writes itself
+        (no fused form, a dtype fastinit does not fuse, a deterministic fill of a view whose elements share
+        memory) is also dry-run on a scratch tensor (``Spec.dry_run``), so its errors too come before the
+        first write. Records per entry the version-counter bumps torch's in-place ops would make.
         """
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError

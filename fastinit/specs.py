@@ -136,9 +136,11 @@ class Spec:
         raise NotImplementedError
 
     def check_torch(self, tensor: torch.Tensor, shape: tuple[int, ...], generator: object = None) -> None:
-        """Raise what the ``torch.nn.init`` call raises for ``tensor``'s dtype and device (after ``resolve``).
+        """Raise what the ``torch.nn.init`` call raises for its arguments and ``tensor``'s dtype and device.
 
-        The dtype-dependent argument checks of the ATen op it ends in, run on a probe (``fastinit.checks``).
+        Runs before ``resolve``: the torch function's own Python checks (fans, dimensions, its arithmetic on the
+        arguments) in its order, then the argument checks of the ATen op it ends in, run on a probe
+        (``fastinit.checks``), so that wrong types and dtype-dependent bounds raise torch's exceptions.
         """
 
     def check_late(self, shape: tuple[int, ...]) -> None:
