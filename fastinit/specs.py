@@ -271,15 +271,16 @@ class TruncNormal(Spec):
         # torch's sampler squares (x - mean) / std: a negative std samples as |std| (torch < 2.12 raised in
         # uniform_ for it; fastinit follows the torch it runs with, checked by check_torch)
         std, a, b, mean = abs(self.std), self.a, self.b, self.mean
-        if math.isfinite(a) and math.isfinite(b):
+        lo_cdf = _norm_cdf((a - mean) / std)
+        hi_cdf = _norm_cdf((b - mean) / std)
+        if math.isfinite(a) and math.isfinite(b) and (hi_cdf - lo_cdf == 0 or not math.isfinite(f32(std))):
             far = max(abs(a - mean), abs(b - mean)) / std
             near = 0.0 if a <= mean <= b else min(abs(a - mean), abs(b - mean)) / std
             if 0.5 * (far - near) * (far + near) < 2.0**-25:
-                # the density varies by less than float32's resolution over [a, b] (std huge against b - a):
-                # U(a, b) is the distribution, where the inverse CDF would divide nothing by nothing
+                # std so huge against b - a that the inverse CDF has nothing to work with (Φ(β) - Φ(α) is 0 in a
+                # double, or std overflows float32), and the density is flat to float32's resolution over [a, b]:
+                # U(a, b) is the distribution
                 return _uniform(a, b)
-        lo_cdf = _norm_cdf((a - mean) / std)
-        hi_cdf = _norm_cdf((b - mean) / std)
         res = _normal(mean, std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, a, b)
         # far in a tail, no fused form: torch's own rejection sampler runs (as for orthogonal_)
         return res if _tail_resolved(res) else None
