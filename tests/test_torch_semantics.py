@@ -484,3 +484,19 @@ def test_deprecated_aliases_warn_as_torch():
             getattr(init, old)(torch.empty(shape), *args)
         assert [str(w.message) for w in mine] == [str(w.message) for w in theirs]
         assert mine[0].filename == __file__
+
+
+@pytest.mark.parametrize("mean,std", [(0.0, float("inf")), (0.0, 1e300), (float("nan"), 1.0), (float("inf"), 1.0),
+                                      (0.0, float("nan"))])
+def test_trunc_normal_degenerate_parameters_give_uniform_as_torch(mean, std):
+    """torch's rejection sampler accepts every U(a, b) proposal when mean/std are NaN or infinite (or std so huge
+    that the density is flat): fastinit gives U(a, b) too, where it gave NaN or one constant."""
+    import scipy.stats as st
+
+    for fn in (torch.nn.init.trunc_normal_, lambda t, *a: init.trunc_normal_(t, *a, seed=5)):
+        t = torch.empty(20000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn(t, mean, std, -1.0, 3.0)
+        assert -1 <= t.min() and t.max() <= 3
+        assert st.kstest(t.double().numpy(), st.uniform(-1, 4).cdf).pvalue > 1e-3
