@@ -7,16 +7,20 @@ every entry) before any tensor is written, so a bad spec raises and leaves every
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from . import checks
 from .backends import auto_order, get_backend
 from .backends.base import FUSED_DTYPES, Backend
-from .keys import torch_generator_for
-from .specs import Constant, Dirac, Eye, Spec, resolve_spec
-from .tables import Resolved, ShardMap, build_tables, to_signed64
+from .keys import draw_seed, torch_generator_for
+from .overlap import views_share_memory
+from .specs import Constant, Dirac, Eye, Orthogonal, Sparse, Spec, TruncNormal, resolve_spec
+from .strided import write_strided
+from .tables import KIND_CONSTANT, Resolved, ShardMap, build_tables, to_signed64
 
 log = logging.getLogger("fastinit")
 
@@ -36,6 +40,8 @@ class Entry:
     post_ops: list[Callable[[], object]] = field(default_factory=list)  # run after the write, in order
     resolved: Resolved | None = None
     backend: str = ""
+    bumps: int = 0  # version-counter bumps owed after the write (torch's in-place op count); set by Plan
+    version_before: int | None = None
     passed_over: tuple[str, ...] = ()  # why auto did not take the backends it tried first
 
     @property
@@ -60,25 +66,21 @@ def storage_key(t: torch.Tensor) -> tuple:
     return (t.untyped_storage()._cdata, t.storage_offset(), tuple(t.shape), tuple(t.stride()))
 
 
-def _extent(t: torch.Tensor) -> tuple[int, int]:
-    """[first, last] element of its storage that a (non-empty) view can touch."""
-    last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if s > 0)
-    return t.storage_offset(), last
-
-
 def _check_disjoint(entries: list[Entry]) -> None:
-    """Different tensors (names) in one plan must not share memory: one fused launch writes them at once."""
-    spans: dict[int, list[tuple[int, int, str]]] = {}
+    """Different tensors (names) in one plan must not share memory: one fused launch writes them at once.
+
+    Element-exact (``fastinit.overlap``): interleaved views such as ``base[0::2]`` and ``base[1::2]`` pass.
+    """
+    by_storage: dict[int, list[Entry]] = {}
     for e in entries:
-        if e.tensor.numel() == 0 or e.tensor.is_meta:
+        if e.tensor.numel() == 0 or e.tensor.is_meta or e.tensor.layout != torch.strided:
             continue
-        first, last = _extent(e.tensor)
-        same_storage = spans.setdefault(e.tensor.untyped_storage()._cdata, [])
-        for a, b, other in same_storage:
-            if other != e.name and first <= b and a <= last:
-                raise RuntimeError(f"{other or 'tensor'} and {e.name or 'tensor'} are different views of overlapping "
-                                   "memory; initialize one of them (or their common base) instead")
-        same_storage.append((first, last, e.name))
+        same_storage = by_storage.setdefault(e.tensor.untyped_storage()._cdata, [])
+        for other in same_storage:
+            if other.name != e.name and views_share_memory(other.tensor, e.tensor):
+                raise RuntimeError(f"{other.name or 'tensor'} and {e.name or 'tensor'} are different views of "
+                                   "overlapping memory; initialize one of them (or their common base) instead")
+        same_storage.append(e)
 
 
 def _kind(entry: Entry) -> int | None:
@@ -91,43 +93,74 @@ class Plan:
     def __init__(self, entries: list[Entry]):
         seen: dict[tuple, int] = {}
         self.entries: list[Entry] = []
+        self._replaced: dict[int, list[Entry]] = {}  # entry index -> earlier entries for the same memory
         for e in entries:
-            k = storage_key(e.tensor)
+            k = storage_key(e.tensor) if isinstance(e.tensor, torch.Tensor) and not e.tensor.is_sparse else id(e)
             if k in seen:  # a later spec for the same memory wins, as it would eagerly
-                self.entries[seen[k]] = e
+                i = seen[k]
+                self._replaced.setdefault(i, []).append(self.entries[i])
+                self.entries[i] = e
             else:
                 seen[k] = len(self.entries)
                 self.entries.append(e)
 
-    def validate(self, backend: str = "auto") -> None:
-        """Resolve every spec and choose every entry's backend; raise before anything is written."""
+    def validate(self, backend: str = "auto", generator: object = None) -> None:
+        """Check every entry as torch would, resolve every spec, choose every backend; raise before any write.
+
+        Per entry, in torch's order: the Python-level checks of the torch function and the argument checks of
+        the ATen op it ends in, for the tensor's dtype (``Spec.check_torch``, on a probe; ``generator`` is the
+        one a single call got), the inference-tensor check, the checks torch makes after its first write
+        (``Spec.check_late``), then internal overlap (random fills only, as torch). What torch writes itself
+        (no fused form, a dtype fastinit does not fuse, a deterministic fill of a view whose elements share
+        memory) is also dry-run on a scratch tensor (``Spec.dry_run``), so its errors too come before the
+        first write. Records per entry the version-counter bumps torch's in-place ops would make.
+        """
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError
         problems = []
         _check_disjoint(self.entries)
-        for e in self.entries:
+        for i, e in enumerate(self.entries):
             t = e.tensor
             if t.is_meta:
                 raise RuntimeError(
                     f"{e.name or 'tensor'} is on the meta device: it has no memory to initialize. "
                     "Materialize it first, e.g. fastinit.materialize(model, device=...)."
                 )
-            if torch._debug_has_internal_overlap(t) == 1:  # an expanded view: as torch refuses in-place writes
-                raise RuntimeError(
-                    f"{e.name or 'tensor'}: unsupported operation: more than one element of the written-to tensor "
-                    "refers to a single memory location. Please clone() the tensor before performing the operation.")
-            e.resolved = resolve_spec(e.spec, e.shape)
-            if t.dtype not in FUSED_DTYPES:
-                if isinstance(e.spec, _DETERMINISTIC) or t.dtype.is_complex:
-                    e.resolved = None  # torch handles these dtypes itself
-                else:
-                    raise NotImplementedError(
-                        f'"{e.spec.torch_name}" not implemented for {t.dtype} ({e.name or "tensor"})')
+            if t.layout != torch.strided and not (isinstance(e.spec, Constant) and e.spec.val == 0):
+                raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
+                                          f"with {e.spec.torch_name}; torch cannot either")
+            e.spec.check_torch(t, e.shape, generator)
+            deterministic = isinstance(e.spec, _DETERMINISTIC)
+            overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
+            # a deterministic fill of a view whose elements share memory: torch's write order decides the values
+            shared = overlapping or (deterministic and t.layout == torch.strided and checks.shares_elements(t))
+            torch_runs = (t.layout != torch.strided or t.dtype not in FUSED_DTYPES or (shared and deterministic)
+                          or isinstance(e.spec, (Orthogonal, Sparse)))
+            e.resolved = None if torch_runs else resolve_spec(e.spec, e.shape)
+            if e.resolved is None:
+                # torch writes these itself: its errors, in its order, from a dry run on a scratch tensor
+                # (the spec's shape checks first: the scratch's sizes are capped)
+                if isinstance(e.spec, (Eye, Dirac, Orthogonal, Sparse, TruncNormal)):
+                    resolve_spec(e.spec, e.shape)
+                if not isinstance(e.spec, Orthogonal):  # its first write comes after its draws (its dry run checks)
+                    checks.check_writable(t)
+                if not deterministic or shared:
+                    _dry_run_torch(e)
+                e.spec.check_late(e.shape)
+            else:
+                checks.check_writable(t)
+                e.spec.check_late(e.shape)
+                if overlapping and e.resolved.kind != KIND_CONSTANT:
+                    raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
+                if isinstance(e.spec, Constant):
+                    e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
             if e.resolved is None and e.shape != tuple(t.shape):
                 raise NotImplementedError(
                     f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
                     "of a sharded tensor as the same slice of the whole; initialize it before sharding, or use a "
                     "fused spec")
+            e.bumps = (0 if e.resolved is None else e.spec.version_bumps(e.shape)) + sum(
+                r.spec.version_bumps(r.shape) for r in self._replaced.get(i, ()))
             why = self._choose(e, backend)
             if why:
                 problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))
@@ -151,12 +184,22 @@ class Plan:
             why.extend(f"{name}: {x}" for x in r)
         return why
 
-    def execute(self, seed: int, backend: str = "auto") -> list[GroupReport]:
-        """Validate, then write every entry: one fused launch per (device, dtype, backend) group."""
-        self.validate(backend)
+    def execute(self, seed: int | None, backend: str = "auto", generator: torch.Generator | None = None
+                ) -> list[GroupReport]:
+        """Validate, then write every entry: one fused launch per (device, dtype, backend) group.
+
+        ``seed`` None draws one from ``generator`` (torch's default generator when None) *after* validation,
+        so a refused plan leaves the caller's RNG untouched.
+        """
+        self.validate(backend, generator)
+        if seed is None:  # torch draws nothing for zero-element tensors
+            seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
+        for e in self.entries:
+            e.version_before = None if e.tensor.is_inference() else e.tensor._version
         groups: dict[tuple, list[Entry]] = {}
         for e in self.entries:
-            if e.tensor.numel() == 0:
+            if e.tensor.numel() == 0 and e.backend != "torch":
+                _bump(e)  # torch's in-place ops bump the version of zero-element tensors too
                 continue
             groups.setdefault((e.tensor.device, e.tensor.dtype, e.backend), []).append(e)
         reports = []
@@ -164,9 +207,16 @@ class Plan:
             for (device, dtype, name), entries in groups.items():
                 if name == "torch":
                     for e in entries:
-                        e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
+                        # detach() shares the version counter: torch's own ops bump it as they do eagerly; their
+                        # warnings were given where the call was made (or recorded)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
+                        _bump(e)
                 else:
                     _run_fused(get_backend(name), entries, seed)
+                    for e in entries:
+                        _bump(e)
                 passed_over = tuple(dict.fromkeys(r for e in entries for r in e.passed_over))
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
                                            sum(e.tensor.numel() for e in entries), passed_over))
@@ -178,17 +228,38 @@ class Plan:
         return reports
 
 
+def _bump(e: Entry) -> None:
+    """Set ``e.tensor._version`` to what torch's in-place ops would have made it (the fused write bumps nothing,
+    a strided chunk's ``copy_`` bumps once per chunk: the count is set, not added)."""
+    if e.bumps and e.version_before is not None:  # inference tensors have no version counter
+        torch._C._autograd._unsafe_set_version_counter((e.tensor,), (e.version_before + e.bumps,))
+
+
+def _dry_run_torch(e: Entry) -> None:
+    """``e.spec.dry_run``: the errors of torch's own function for ``e.tensor``, before any write.
+
+    Warnings are silenced (the real call warns, once, where the caller's code is); the generator is a
+    private one, so nothing is drawn from the caller's.
+    """
+    t = e.tensor
+    with torch._C.DisableTorchFunction():
+        gen = torch.Generator(device=t.device)
+        gen.manual_seed(0)
+    with warnings.catch_warnings(), torch.no_grad(), torch._C.DisableTorchFunction():
+        warnings.simplefilter("ignore")
+        e.spec.dry_run(t, gen)
+
+
 def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
-    outs, copies = [], []
+    outs, strided = [], []
     for e in entries:
         t = e.tensor.detach()
         if t.is_contiguous():
-            outs.append(t)
-        else:  # kernels write row-major contiguous memory; copy into the strided tensor after
-            buf = torch.empty(t.shape, dtype=t.dtype, device=t.device)
-            outs.append(buf)
-            copies.append((t, buf))
-    table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in zip(outs, entries)])
-    backend.fill(outs, table, params, to_signed64(seed))
-    for t, buf in copies:
-        t.copy_(buf)
+            outs.append((t, e))
+        else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk
+            strided.append((t, e))
+    if outs:
+        table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in outs])
+        backend.fill([o for o, _ in outs], table, params, to_signed64(seed))
+    for t, e in strided:
+        write_strided(backend, t, e.key, e.resolved, e.shard, seed)

@@ -9,12 +9,14 @@ fused kernel needs (``fastinit.tables.Resolved``); specs with no fused form (``O
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from . import checks
 from .stream import KIND_CONSTANT, KIND_DIRAC, KIND_NORMAL, KIND_UNIFORM
 from .tables import PARAM_COLS, Resolved
 
@@ -22,8 +24,9 @@ _INF = float("inf")
 
 
 def f32(x: float) -> float:
-    """``x`` rounded to the nearest float32 (as a Python float)."""
-    return float(np.float32(x))
+    """``x`` rounded to the nearest float32 (as a Python float; inf past float32's range, without a warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -52,6 +55,7 @@ def calculate_correct_fan(shape: tuple[int, ...], mode: str) -> int:
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 def _cache_key(spec: Spec, shape: tuple[int, ...]) -> tuple:
@@ -96,8 +100,8 @@ def warn_like_torch(spec: Spec, shape: tuple[int, ...], stacklevel: int) -> bool
 
 def _uniform(a: float, b: float) -> Resolved:
     for name, v in (("from", a), ("to", b)):
-        if not (-_F32_MAX <= v <= _F32_MAX):  # NaN fails too, as torch's check_uniform_bounds
-            raise RuntimeError(f"{name} is out of bounds for float")
+        if not (-_F64_MAX <= v <= _F64_MAX):  # NaN fails too; the dtype's own limits: checks.check_uniform_args
+            raise RuntimeError(f"{name} is out of bounds for double")
     if a > b:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
     return Resolved(KIND_UNIFORM, (f32((a + b) / 2), f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
@@ -107,6 +111,14 @@ def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float =
     if not std >= 0:  # NaN too, as torch
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
     return Resolved(KIND_NORMAL, (f32(c), f32(h), f32(mean), f32(std), f32(lo), f32(hi)))
+
+
+def _is_index(v: object) -> bool:
+    try:
+        operator.index(v)
+    except TypeError:
+        return False
+    return True
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -122,6 +134,31 @@ class Spec:
     def resolve(self, shape: tuple[int, ...]) -> Resolved | None:
         """Kernel numbers for a tensor of global ``shape``; None when there is no fused form."""
         raise NotImplementedError
+
+    def check_torch(self, tensor: torch.Tensor, shape: tuple[int, ...], generator: object = None) -> None:
+        """Raise what the ``torch.nn.init`` call raises for its arguments and ``tensor``'s dtype and device.
+
+        Runs before ``resolve``: the torch function's own Python checks (fans, dimensions, its arithmetic on the
+        arguments) in its order, then the argument checks of the ATen op it ends in, run on a probe
+        (``fastinit.checks``), so that wrong types and dtype-dependent bounds raise torch's exceptions.
+        """
+
+    def check_late(self, shape: tuple[int, ...]) -> None:
+        """Raise what the torch function raises after its first write to the tensor (fastinit: before any)."""
+
+    def dry_run(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Raise what ``run_torch(tensor)`` raises, writing nothing into ``tensor`` (a scratch of its dtype runs)."""
+        if checks.shares_elements(tensor):  # a scratch with the same strides: its storage is as small as the view's
+            size = 1 + sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride()) if n > 0)
+            scratch = torch.empty(size, dtype=tensor.dtype, device=tensor.device).as_strided(
+                tensor.shape, tensor.stride())
+        else:  # the checks depend on the number of dimensions and on emptiness, not on sizes
+            scratch = torch.empty(tuple(min(n, 2) for n in tensor.shape), dtype=tensor.dtype, device=tensor.device)
+        self.run_torch(scratch, generator)
+
+    def version_bumps(self, shape: tuple[int, ...]) -> int:
+        """How many in-place ops the ``torch.nn.init`` call runs on the tensor (each bumps ``tensor._version``)."""
+        return 1
 
     def torch_args(self) -> dict:
         """Keyword arguments of the equivalent ``torch.nn.init`` call."""
@@ -147,6 +184,9 @@ class Uniform(Spec):
     def resolve(self, shape):
         return _uniform(self.a, self.b)
 
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_uniform_args(tensor, self.a, self.b, generator)
+
 
 @dataclass(frozen=True)
 class Normal(Spec):
@@ -159,14 +199,62 @@ class Normal(Spec):
     def resolve(self, shape):
         return _normal(self.mean, self.std)
 
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_normal_args(tensor, self.mean, self.std, generator)
+
 
 def _norm_cdf(x: float) -> float:
     return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
 
+_TAIL_LEVELS = 256  # fewest distinct float32 inputs of the inverse CDF over [a, b] that fastinit accepts
+
+
+def _tail_resolved(res: Resolved) -> bool:
+    # The kernel maps u into [c - h, c + h] in float32 and takes erfinv there: far in a tail, c is close to
+    # +-1, where float32 has few values, and [a, b] would get only a handful of distinct values, silently.
+    c, h = res.params[0], res.params[1]
+    edge = np.float32(max(abs(c - h), abs(c + h)))
+    return edge == 0 or 2 * h / float(np.spacing(edge)) >= _TAIL_LEVELS
+
+
+def reference_tail_sample(spec: TruncNormal, shape: tuple[int, ...], generator: torch.Generator | None,
+                          device: torch.device | str = "cpu") -> torch.Tensor:
+    """float64 samples of N(mean, std²) truncated to [a, b], by inverse CDF in log space (any tail depth).
+
+    The interval is mirrored into the lower half (where Φ is accurate), ``log p = log(Φ(α)(1-u) + Φ(β)u)``
+    for u ~ U[0, 1), z = Φ⁻¹(p) from ``ndtri`` (or -√(-2 log p) where p underflows), refined by Newton steps on
+    ``log_ndtr(z) = log p``, then mirrored back and clamped to [a, b].
+    """
+    std = abs(spec.std)
+    alpha, beta = (spec.a - spec.mean) / std, (spec.b - spec.mean) / std
+    flip = alpha + beta > 0
+    if flip:
+        alpha, beta = -beta, -alpha
+    f64 = {"dtype": torch.float64, "device": device}
+    la = float(torch.special.log_ndtr(torch.tensor(alpha, **f64)))
+    lb = float(torch.special.log_ndtr(torch.tensor(beta, **f64)))
+    u = torch.rand(shape, generator=generator, **f64)
+    log_p = lb + torch.log(u + (1 - u) * math.exp(la - lb))
+    z = torch.special.ndtri(torch.exp(log_p))
+    z = torch.where(torch.isfinite(z) & (log_p > -700.0), z, -torch.sqrt(-2 * log_p))
+    for _ in range(6):
+        log_cdf = torch.special.log_ndtr(z)
+        slope = torch.exp(-0.5 * z * z - 0.5 * math.log(2 * math.pi) - log_cdf)  # d log Φ(z) / dz
+        z = torch.where(torch.isfinite(z), z - (log_cdf - log_p) / slope, z)
+    z = z.clamp(alpha, beta)
+    if flip:
+        z = -z
+    return (spec.mean + std * z).clamp(spec.a, spec.b)
+
+
 @dataclass(frozen=True)
 class TruncNormal(Spec):
-    """N(mean, std²) truncated to [a, b] (by inverse CDF, no rejection); ``torch.nn.init.trunc_normal_``."""
+    """N(mean, std²) truncated to [a, b] (by inverse CDF, no rejection); ``torch.nn.init.trunc_normal_``.
+
+    An [a, b] so far in a tail that float32's inverse CDF cannot resolve it has no fused form: it runs through
+    torch (its rejection sampler) with a generator seeded from (seed, key), as ``Orthogonal`` does.
+    """
 
     mean: float = 0.0
     std: float = 1.0
@@ -175,10 +263,51 @@ class TruncNormal(Spec):
     torch_name = "trunc_normal_"
 
     def resolve(self, shape):
-        # std 0 divides by zero here, as in torch; a negative or NaN std is refused by _normal
-        lo_cdf = _norm_cdf((self.a - self.mean) / self.std)
-        hi_cdf = _norm_cdf((self.b - self.mean) / self.std)
-        return _normal(self.mean, self.std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, self.a, self.b)
+        # std 0 divides by zero here, as in torch
+        if not all(math.isfinite(v) for v in (self.mean, self.std)):
+            # torch's rejection sampler accepts every U(a, b) candidate when mean or std is NaN or infinite
+            # (its log-density is NaN or 0 everywhere): the values are U(a, b), and so are fastinit's.
+            return _uniform(self.a, self.b)
+        # torch's sampler squares (x - mean) / std: a negative std samples as |std| (torch < 2.12 raised in
+        # uniform_ for it; fastinit follows the torch it runs with, checked by check_torch)
+        std, a, b, mean = abs(self.std), self.a, self.b, self.mean
+        lo_cdf = _norm_cdf((a - mean) / std)
+        hi_cdf = _norm_cdf((b - mean) / std)
+        if math.isfinite(a) and math.isfinite(b) and (hi_cdf - lo_cdf == 0 or not math.isfinite(f32(std))):
+            far = max(abs(a - mean), abs(b - mean)) / std
+            near = 0.0 if a <= mean <= b else min(abs(a - mean), abs(b - mean)) / std
+            if 0.5 * (far - near) * (far + near) < 2.0**-25:
+                # std so huge against b - a that the inverse CDF has nothing to work with (Φ(β) - Φ(α) is 0 in a
+                # double, or std overflows float32), and the density is flat to float32's resolution over [a, b]:
+                # U(a, b) is the distribution
+                return _uniform(a, b)
+        res = _normal(mean, std, lo_cdf + hi_cdf - 1.0, hi_cdf - lo_cdf, a, b)
+        # far in a tail, no fused form: torch's own rejection sampler runs (as for orthogonal_)
+        return res if _tail_resolved(res) else None
+
+    def run_torch(self, tensor, generator=None):
+        """The tail case (no fused form): inverse CDF in float64, in log space; no rejection loop.
+
+        torch's rejection sampler can take practically forever there (a wide [a, b] far from the mean accepts
+        almost no uniform proposal); this samples the same distribution directly. ``reference_tail_sample``.
+        """
+        if tensor.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16) or self.resolve(
+                tuple(tensor.shape)) is not None:
+            return super().run_torch(tensor, generator)  # torch's own (other dtypes: its errors)
+        tensor.copy_(reference_tail_sample(self, tuple(tensor.shape), generator, tensor.device))
+
+    def check_torch(self, tensor, shape, generator=None):
+        # torch.nn.init._no_grad_trunc_normal_'s flow, up to the first op that can raise
+        mean, std, a, b = self.mean, self.std, self.a, self.b
+        p = _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std)
+        if p > 0.3:
+            checks.check_new_tensor(tensor, a)  # torch casts the bounds to the dtype first
+            checks.check_new_tensor(tensor, b)
+            checks.check_normal_args(tensor, mean, std, generator)
+        else:
+            mode = max(a, min(mean, b))
+            -0.5 * ((mode - mean) / std) ** 2  # noqa: B018 -- raises OverflowError where torch's log_peak does
+            checks.check_uniform_args(tensor, a, b, generator)
 
 
 @dataclass(frozen=True)
@@ -190,6 +319,13 @@ class Constant(Spec):
 
     def resolve(self, shape):
         return Resolved(KIND_CONSTANT, (float(self.val),) + (0.0,) * (PARAM_COLS - 1))
+
+    def check_torch(self, tensor, shape, generator=None):
+        checks.torch_fill_value(tensor, self.val)  # fill_'s conversion: 1e40 in float32, "1", 2**200 raise
+
+    def resolve_for(self, tensor: torch.Tensor) -> Resolved:
+        """``resolve`` with the value converted to ``tensor``'s dtype exactly as ``fill_`` converts it."""
+        return Resolved(KIND_CONSTANT, (float(checks.torch_fill_value(tensor, self.val)),) + (0.0,) * (PARAM_COLS - 1))
 
 
 @dataclass(frozen=True)
@@ -215,14 +351,33 @@ class Dirac(Spec):
     def resolve(self, shape):
         if len(shape) not in (3, 4, 5):
             raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-        if shape[0] % self.groups != 0:
-            raise ValueError("dim 0 must be divisible by groups")
+        per_group, min_dim = self._torch_loop_bounds(shape)
+        if not _is_index(self.groups) or per_group <= 0 or min_dim <= 0 or self.groups <= 0:
+            return Resolved(KIND_CONSTANT)  # torch's loops do nothing: zeros only (or check_late raises)
         spatial = _numel(shape[2:])
         center = 0
         for size in shape[2:]:
             center = center * size + size // 2
-        per_group = shape[0] // self.groups
         return Resolved(KIND_DIRAC, iparams=(max(shape[1] * spatial, 1), max(spatial, 1), max(per_group, 1), center))
+
+    def _torch_loop_bounds(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        # torch.nn.init.dirac_'s own arithmetic, with its errors: groups 0 divides by zero, a str or a float
+        # groups fail in % or in range() (torch raises that only after zeroing the tensor; fastinit before)
+        if shape[0] % self.groups != 0:
+            raise ValueError("dim 0 must be divisible by groups")
+        per_group = shape[0] // self.groups
+        return per_group, min(per_group, shape[1])
+
+    def check_late(self, shape):
+        # torch's loops, after its zero_() (whose inference / dtype errors come first)
+        range(self.groups)
+        range(self._torch_loop_bounds(shape)[1])
+
+    def version_bumps(self, shape):
+        per_group, min_dim = self._torch_loop_bounds(shape)
+        if not _is_index(self.groups):
+            return 1
+        return 1 + max(self.groups, 0) * max(min_dim, 0)  # zero_(), then one indexed write per diagonal element
 
 
 @dataclass(frozen=True)
@@ -232,11 +387,18 @@ class XavierUniform(Spec):
     gain: float = 1.0
     torch_name = "xavier_uniform_"
 
-    def resolve(self, shape):
+    def _bound(self, shape):
         fan_in, fan_out = calculate_fan_in_and_fan_out(shape)
         std = self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        a = math.sqrt(3.0) * std
+        return math.sqrt(3.0) * std
+
+    def resolve(self, shape):
+        a = self._bound(shape)
         return _uniform(-a, a)
+
+    def check_torch(self, tensor, shape, generator=None):
+        a = self._bound(shape)
+        checks.check_uniform_args(tensor, -a, a, generator)
 
 
 @dataclass(frozen=True)
@@ -246,10 +408,15 @@ class XavierNormal(Spec):
     gain: float = 1.0
     torch_name = "xavier_normal_"
 
-    def resolve(self, shape):
+    def _std(self, shape):
         fan_in, fan_out = calculate_fan_in_and_fan_out(shape)
-        std = self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        return _normal(0.0, std)
+        return self.gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+    def resolve(self, shape):
+        return _normal(0.0, self._std(shape))
+
+    def check_torch(self, tensor, shape, generator=None):
+        checks.check_normal_args(tensor, 0.0, self._std(shape), generator)
 
 
 def _kaiming_std(shape: tuple[int, ...], a: float, mode: str, nonlinearity: str) -> float:
@@ -273,6 +440,14 @@ class KaimingUniform(Spec):
         bound = math.sqrt(3.0) * _kaiming_std(shape, self.a, self.mode, self.nonlinearity)
         return _uniform(-bound, bound)
 
+    def check_torch(self, tensor, shape, generator=None):
+        if 0 not in shape:
+            bound = math.sqrt(3.0) * _kaiming_std(shape, self.a, self.mode, self.nonlinearity)
+            checks.check_uniform_args(tensor, -bound, bound, generator)
+
+    def version_bumps(self, shape):
+        return 0 if 0 in shape else 1
+
 
 @dataclass(frozen=True)
 class KaimingNormal(Spec):
@@ -288,6 +463,13 @@ class KaimingNormal(Spec):
             return Resolved(KIND_CONSTANT)
         return _normal(0.0, _kaiming_std(shape, self.a, self.mode, self.nonlinearity))
 
+    def check_torch(self, tensor, shape, generator=None):
+        if 0 not in shape:
+            checks.check_normal_args(tensor, 0.0, _kaiming_std(shape, self.a, self.mode, self.nonlinearity), generator)
+
+    def version_bumps(self, shape):
+        return 0 if 0 in shape else 1
+
 
 @dataclass(frozen=True)
 class Orthogonal(Spec):
@@ -300,6 +482,28 @@ class Orthogonal(Spec):
         if len(shape) < 2:
             raise ValueError("Only tensors with 2 or more dimensions are supported")
         return None
+
+    def check_torch(self, tensor, shape, generator=None):
+        self.resolve(shape)  # the dimension check comes first in torch
+        if _numel(shape) > 0:
+            checks.check_normal_args(tensor, 0, 1, generator)
+
+    def dry_run(self, tensor, generator=None):
+        # torch.nn.init.orthogonal_'s steps on a 2 x 2 block, up to each op that can raise, in its order:
+        # normal_, qr and sign (dtype errors), view_as of the tensor itself (strided views), mul_(gain)
+        if tensor.numel() == 0:
+            return
+        rows = tensor.shape[0]
+        flat = torch.empty((min(rows, 2), min(tensor.numel() // rows, 2)), dtype=tensor.dtype, device=tensor.device)
+        q, r = torch.linalg.qr(flat.normal_(0, 1, generator=generator))
+        q *= torch.diag(r, 0).sign()
+        tensor.detach().view(rows, tensor.numel() // rows)
+        checks.check_writable(tensor)  # copy_ into the tensor
+        checks.check_no_internal_overlap(tensor)
+        torch.empty(1, dtype=tensor.dtype, device=tensor.device).mul_(self.gain)
+
+    def version_bumps(self, shape):
+        return 2 if _numel(shape) > 0 else 0  # copy_ then mul_
 
 
 @dataclass(frozen=True)
@@ -314,6 +518,14 @@ class Sparse(Spec):
         if len(shape) != 2:
             raise ValueError("Only tensors with 2 dimensions are supported")
         return None
+
+    def check_torch(self, tensor, shape, generator=None):
+        self.resolve(shape)  # the dimension check comes first in torch
+        math.ceil(self.sparsity * shape[0])  # torch's num_zeros: NaN / inf / wrong types raise here first
+        checks.check_normal_args(tensor, 0, self.std, generator)
+
+    def version_bumps(self, shape):
+        return 1 + shape[1]  # normal_, then one indexed write per column
 
     def run_torch(self, tensor, generator=None):
         # torch.nn.init.sparse_ draws its row permutations from the global RNG; fork it so the
