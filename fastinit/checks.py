@@ -20,6 +20,12 @@ OVERLAP_MESSAGE = (
     "Please clone() the tensor before performing the operation.")
 
 
+# The probes call the ATen methods on TensorBase directly: they are fastinit's own checks, and neither a
+# recording TorchFunctionMode nor code that wraps torch.Tensor's Python methods (a test spy) should see them.
+_UNIFORM, _NORMAL, _FILL = torch._C.TensorBase.uniform_, torch._C.TensorBase.normal_, torch._C.TensorBase.fill_
+_NEW_TENSOR = torch._C.TensorBase.new_tensor
+
+
 def _probe(t: torch.Tensor, numel: int = 0) -> torch.Tensor:
     # DisableTorchFunction: a probe is fastinit's own op; a recording TorchFunctionMode must not see it.
     with torch._C.DisableTorchFunction():
@@ -42,20 +48,20 @@ def check_uniform_args(t: torch.Tensor, a: object, b: object, generator: object)
     """Raise what ``t.uniform_(a, b, generator=generator)`` raises for its arguments (bounds per dtype)."""
     probe, generator = _probe_and_generator(t, generator)
     with torch._C.DisableTorchFunction():
-        probe.uniform_(a, b, generator=generator)
+        _UNIFORM(probe, a, b, generator=generator)
 
 
 def check_normal_args(t: torch.Tensor, mean: object, std: object, generator: object) -> None:
     """Raise what ``t.normal_(mean, std, generator=generator)`` raises for its arguments."""
     probe, generator = _probe_and_generator(t, generator)
     with torch._C.DisableTorchFunction():
-        probe.normal_(mean, std, generator=generator)
+        _NORMAL(probe, mean, std, generator=generator)
 
 
 def check_new_tensor(t: torch.Tensor, value: object) -> None:
     """Raise what ``t.new_tensor(value, device="cpu")`` raises (inf into an integer dtype)."""
     with torch._C.DisableTorchFunction():
-        _probe(t).new_tensor(value, device="cpu")
+        _NEW_TENSOR(_probe(t), value, device="cpu")
 
 
 def torch_fill_value(t: torch.Tensor, val: object) -> object:
@@ -68,7 +74,7 @@ def torch_fill_value(t: torch.Tensor, val: object) -> object:
     n = min(t.numel(), 2)
     with torch._C.DisableTorchFunction():
         probe = _probe(t, n)
-        probe.fill_(val)
+        _FILL(probe, val)
         return probe[0].item() if n else 0.0
 
 
