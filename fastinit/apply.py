@@ -54,8 +54,9 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
     full names, so a submodule initialized alone gets the values it would get as part of the whole.
     """
     tracked = tracked_tensors(model)
-    _check_materialized(tracked)  # before drawing a seed: a refused call leaves the caller's RNG alone
-    run_policy(model, policy, tracked, draw_seed(generator) if seed is None else seed, backend, prefix=prefix)
+    _check_materialized(tracked)
+    # seed None is drawn only once the whole plan is validated: a refused call leaves the caller's RNG alone
+    run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
     return model
 
 
@@ -86,14 +87,19 @@ class Writer:
         self.reports += self._plan([p]).execute(self._seed_of(p), self.backend)
 
     def write(self, pending: list[Pending]) -> list[GroupReport]:
-        """Validate every pending spec, then write them: one plan per seed (one unless ``generator=`` was used)."""
-        by_seed: dict[int, list[Pending]] = {}
+        """Validate every pending spec, then write them: one plan per seed (one unless ``generator=`` was used).
+
+        The run's seed, if it is still to be drawn, is drawn after validation (and only if something is written).
+        """
+        by_seed: dict[int | None, list[Pending]] = {}  # None: the run's seed
         for p in pending:
-            by_seed.setdefault(self._seed_of(p), []).append(p)
+            by_seed.setdefault(p.seed, []).append(p)
         plans = [(s, self._plan(ps)) for s, ps in by_seed.items()]
         for _, plan in plans:
             plan.validate(self.backend)
         for s, plan in plans:
+            if s is None:
+                s = self.seed if any(e.tensor.numel() for e in plan.entries) else 0
             self.reports += plan.execute(s, self.backend)
         return self.reports
 
@@ -110,17 +116,19 @@ def plan_of(pending: list[Pending], prefix: str = "") -> Plan:
                  entries_for(p.name, p.tensor, p.spec, key_for(prefix + p.name), post_ops=p.post_ops)])
 
 
-def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int, backend: str,
-               check: Callable[[list[Pending], set[str]], None] | None = None, *, prefix: str = "") -> list[Pending]:
+def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int | None, backend: str,
+               check: Callable[[list[Pending], set[str]], None] | None = None, *, prefix: str = "",
+               generator: torch.Generator | None = None) -> list[Pending]:
     """Record ``policy`` on ``model`` and execute it as one plan; the pending specs it executed.
 
     A tensor the init code reads while recording is written on the spot (flushed) with the same
     values. ``check(pending, initialized_names)`` runs between recording and the fused write
     (materialize uses it to refuse parameters the policy leaves without a value); the names are
     those flushed or written in full by the init code itself (whole copies). ``prefix``: see :func:`apply`.
+    ``seed`` None is drawn from ``generator`` when first needed: at a flush, else after validation.
     """
     global _last_report
-    writer = Writer(seed, backend, prefix)
+    writer = Writer(seed, backend, prefix, generator)
     written: set[str] = set()
     with run_context(model, written):  # also for recorders a policy makes itself (fastinit.hf)
         pending = resolve_policy(model, policy, tracked, writer.flush, written=written)

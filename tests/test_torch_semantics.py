@@ -500,3 +500,21 @@ def test_trunc_normal_degenerate_parameters_give_uniform_as_torch(mean, std):
             fn(t, mean, std, -1.0, 3.0)
         assert -1 <= t.min() and t.max() <= 3
         assert st.kstest(t.double().numpy(), st.uniform(-1, 4).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("policy", [
+    fastinit.Rules([("0.weight", fastinit.Uniform(1.0, 0.0))]),  # refused by the plan's checks
+    fastinit.Rules([("1.weight", fastinit.Sparse(0.5)), ("0.weight", fastinit.Orthogonal())]),  # torch-run, 1-D
+    lambda m: torch.nn.init.normal_(m.weight, std=-1.0) if isinstance(m, torch.nn.Linear) else None,  # at record
+])
+def test_refused_apply_leaves_every_tensor_and_the_rngs_alone(policy):
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    before = {n: t.detach().clone() for n, t in m.state_dict().items()}
+    gen = torch.Generator().manual_seed(5)
+    rng, gstate = torch.get_rng_state(), gen.get_state()
+    with pytest.raises((RuntimeError, ValueError)):
+        fastinit.apply(m, policy)
+    with pytest.raises((RuntimeError, ValueError)):
+        fastinit.apply(m, policy, generator=gen)
+    assert torch.equal(torch.get_rng_state(), rng) and torch.equal(gen.get_state(), gstate)
+    assert all(torch.equal(t, before[n]) for n, t in m.state_dict().items())
