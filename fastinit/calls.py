@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from collections.abc import Callable
 
@@ -82,3 +83,20 @@ def spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) ->
         return None, None
     S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
     return spec, generator
+
+
+_FAST_SPECS: dict[tuple, S.Spec] = {}
+
+
+def fast_spec(torch_name: str, args: tuple) -> S.Spec:
+    """The spec of ``torch.nn.init.<torch_name>(t, *args)`` for a call that can neither warn nor fail (a known
+    module's, :mod:`fastinit.known_inits`): one shared spec object per distinct call."""
+    key = (torch_name, args, tuple(math.copysign(1.0, a) for a in args if isinstance(a, float)))
+    spec = _FAST_SPECS.get(key)
+    if spec is None:
+        if torch_name in ("zeros_", "ones_"):
+            spec = S.Constant(0.0 if torch_name == "zeros_" else 1.0)
+        else:
+            spec = S.BY_TORCH_NAME[torch_name](*args)
+        _FAST_SPECS[key] = spec
+    return spec

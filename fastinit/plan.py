@@ -18,7 +18,7 @@ from .backends import auto_order, get_backend
 from .backends.base import FUSED_DTYPES, Backend
 from .keys import draw_seed, torch_generator_for
 from .overlap import views_share_memory
-from .specs import Constant, Dirac, Eye, Orthogonal, Sparse, Spec, TruncNormal, resolve_spec
+from .specs import Constant, Dirac, Eye, Orthogonal, Sparse, Spec, TruncNormal, cache_key, resolve_spec
 from .strided import write_strided
 from .tables import KIND_CONSTANT, Resolved, ShardMap, build_tables, to_signed64
 
@@ -118,6 +118,7 @@ class Plan:
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError
         problems = []
+        chosen: dict[tuple, tuple[str, tuple[str, ...], list[str]]] = {}  # one choice per (device, dtype, kind)
         _check_disjoint(self.entries)
         for i, e in enumerate(self.entries):
             t = e.tensor
@@ -129,7 +130,7 @@ class Plan:
             if t.layout != torch.strided and not (isinstance(e.spec, Constant) and e.spec.val == 0):
                 raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
                                           f"with {e.spec.torch_name}; torch cannot either")
-            e.spec.check_torch(t, e.shape, generator)
+            _check_torch(e, generator)
             deterministic = isinstance(e.spec, _DETERMINISTIC)
             overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
             # a deterministic fill of a view whose elements share memory: torch's write order decides the values
@@ -161,11 +162,17 @@ class Plan:
                     "fused spec")
             e.bumps = (0 if e.resolved is None else e.spec.version_bumps(e.shape)) + sum(
                 r.spec.version_bumps(r.shape) for r in self._replaced.get(i, ()))
-            why = self._choose(e, backend)
+            ck = (t.device, t.dtype, _kind(e))
+            if ck not in chosen:
+                why = self._choose(e, backend)
+                chosen[ck] = (e.backend, e.passed_over, why)
+            else:
+                e.backend, e.passed_over, why = chosen[ck]
             if why:
                 problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))
         if problems:
             raise RuntimeError(f"backend {backend!r} cannot take every tensor:\n  " + "\n  ".join(problems))
+        self._validated = (backend, generator)
 
     @staticmethod
     def _choose(e: Entry, backend: str) -> list[str]:
@@ -191,7 +198,8 @@ class Plan:
         ``seed`` None draws one from ``generator`` (torch's default generator when None) *after* validation,
         so a refused plan leaves the caller's RNG untouched.
         """
-        self.validate(backend, generator)
+        if getattr(self, "_validated", None) != (backend, generator):  # Writer.write validates every plan first
+            self.validate(backend, generator)
         if seed is None:  # torch draws nothing for zero-element tensors
             seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
         for e in self.entries:
@@ -226,6 +234,40 @@ class Plan:
                 for op in e.post_ops:
                     op()
         return reports
+
+
+# Spec checks that passed, by what they depend on: the spec and shape, the tensor's dtype, device and layout, whether
+# it is empty or has one element (fill_'s two paths), and no generator. Models repeat a handful of (spec, shape).
+_CHECKED: set[tuple] = set()
+
+
+def _check_torch(e: Entry, generator: object) -> None:
+    """``e.spec.check_torch`` (torch's argument checks on a probe), skipped when the same check passed before."""
+    t = e.tensor
+    if generator is not None:
+        e.spec.check_torch(t, e.shape, generator)
+        return
+    tensor_part = (e.shape, t.dtype, t.device, t.layout, min(t.numel(), 2))
+    if _CHECKED_SPEC.get((id(e.spec),) + tensor_part) is e.spec:  # the very spec object (a shared one) again
+        return
+    try:
+        key = (cache_key(e.spec, e.shape),) + tensor_part
+        hash(key)
+    except TypeError:  # an unhashable field: no memo
+        e.spec.check_torch(t, e.shape, generator)
+        return
+    if key not in _CHECKED:
+        e.spec.check_torch(t, e.shape, generator)
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+            _CHECKED_SPEC.clear()
+        _CHECKED.add(key)
+    if len(_CHECKED_SPEC) >= 4096:
+        _CHECKED_SPEC.clear()
+    _CHECKED_SPEC[(id(e.spec),) + tensor_part] = e.spec  # holds the spec, so its id is not reused while cached
+
+
+_CHECKED_SPEC: dict[tuple, Spec] = {}
 
 
 def _bump(e: Entry) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import known_inits
 from . import specs as S
+from .calls import fast_spec
 from .record import Pending, Recorder
 from .sharding import fill_global
 
@@ -205,6 +207,35 @@ def record_callable(model: nn.Module, fn: Callable[[nn.Module], object], tracked
     return rec.recorded()
 
 
+def record_default(model: nn.Module, tracked: dict[str, torch.Tensor], flush: Callable[[Pending], None], *,
+                   written: set[str] | None = None) -> list[Pending]:
+    """``record_callable(model, default_init, ...)``, with torch's own modules' calls taken from
+    :mod:`fastinit.known_inits` instead of running their code under the recording mode (same specs, a fraction
+    of the time: the mode sends every tensor method the code calls through Python)."""
+    rec = Recorder(tracked, flush, model=model, written=written)
+
+    def init(module: nn.Module) -> None:
+        derive = known_inits.deriver(type(module))
+        if derive is not None:
+            with torch.overrides._pop_mode_temporarily():  # the bookkeeping only reads shapes
+                known = known_inits.known_calls(module, derive)
+                if known is not None and known_inits.verified(known[0]):
+                    for attr, fn, args in known[1]:
+                        rec.set_whole(module._parameters[attr], fast_spec(fn, args))
+                    return
+        else:
+            known = None
+        default_init(module)  # recorded by running its code
+        if known is not None and known_inits.verified(known[0]) is None:  # the first of its kind: hold the table to it
+            layout, calls = known
+            got = [rec.spec_of(module._parameters[attr]) for attr, _, _ in calls]
+            known_inits.set_verified(layout, got == [fast_spec(fn, args) for _, fn, args in calls])
+
+    with rec:
+        rec.apply(model, init)
+    return rec.recorded()
+
+
 def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor],
                    flush: Callable[[Pending], None], *, written: set[str] | None = None) -> list[Pending]:
     """Every tracked tensor that gets a spec under ``policy``, with its spec and replayed ops.
@@ -215,8 +246,7 @@ def resolve_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tenso
         if policy == "default":  # tied tensors keep their creator's init (fastinit.ties)
             from .ties import record_untied
 
-            return record_untied(model, tracked, flush,
-                                 lambda tr, fl: record_callable(model, default_init, tr, fl, written=written))
+            return record_untied(model, tracked, flush, lambda tr, fl: record_default(model, tr, fl, written=written))
         if policy == "hf":  # a transformers model's own _init_weights (fastinit.hf)
             from .hf import record_hf
 

@@ -36,7 +36,7 @@ from torch.utils._pytree import tree_flatten
 from . import replay as R
 from . import specs as S
 from .calls import bind, spec_from_call
-from .identity import FreshMemory, Slots, TrackedMemory, storage_id
+from .identity import FreshMemory, Slots, TrackedMemory, covers, storage_id
 from .intercept import PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
 from .pending import Pending, generator_seed
 from .sharding import is_dtensor
@@ -168,6 +168,20 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
         # (temporaries the code dropped are gone already: see _Temporary)
         out += [p for p in list(self.temporaries.values()) if p.spec is not None and p.tensor is not None]
         return out
+
+    # -- the default policy's fast path (fastinit.known_inits) ----------------------------------
+    def spec_of(self, t: torch.Tensor) -> S.Spec | None:
+        """The spec recorded so far for tracked tensor ``t`` (None: none, or not tracked)."""
+        p = self.by_storage.get(storage_id(t))
+        return p.spec if p is not None else None
+
+    def set_whole(self, t: torch.Tensor, spec: S.Spec) -> None:
+        """Record ``spec`` for the whole of tracked tensor ``t``, as a recorded init call on it would (a known
+        module's call: ``t`` is a whole, plain, non-empty parameter, and the call can neither warn nor fail)."""
+        p = self.by_storage.get(t.untyped_storage()._cdata)  # a plain tensor: no DTensor unwrapping
+        if p is None or (p.tensor is not t and not covers(t, p.tensor)):
+            raise RuntimeError("set_whole: not a whole tracked tensor")  # the fast path's own precondition
+        self._set(p, spec)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _set(self, p: Pending, spec: S.Spec, generator: object = None) -> None:

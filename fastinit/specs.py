@@ -58,7 +58,8 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _F64_MAX = float(np.finfo(np.float64).max)
 
 
-def _cache_key(spec: Spec, shape: tuple[int, ...]) -> tuple:
+def cache_key(spec: Spec, shape: tuple[int, ...]) -> tuple:
+    """What a spec's resolution depends on: its type, its fields by value and sign, and the shape."""
     # Float fields by value *and* sign: -0.0 == 0.0, but Constant(-0.0) writes other bits than Constant(0.0).
     fields = tuple((v, math.copysign(1.0, v)) if isinstance(v, float) else v for v in spec.__dict__.values())
     return type(spec), fields, shape
@@ -68,10 +69,24 @@ _RESOLVED: dict[tuple, Resolved | None] = {}
 _RESOLVED_MAX = 4096
 
 
+_BY_ID: dict[tuple[int, tuple[int, ...]], tuple[Spec, Resolved | None]] = {}
+
+
 def resolve_spec(spec: Spec, shape: tuple[int, ...]) -> Resolved | None:
     """``spec.resolve(shape)``, memoized: a model repeats the same (spec, shape) in every layer."""
+    same = _BY_ID.get((id(spec), shape))
+    if same is not None and same[0] is spec:  # the very spec object again (a shared one): no key to build
+        return same[1]
+    out = _resolve_by_value(spec, shape)
+    if len(_BY_ID) >= _RESOLVED_MAX:
+        _BY_ID.clear()
+    _BY_ID[(id(spec), shape)] = (spec, out)  # holds the spec, so its id is not reused while cached
+    return out
+
+
+def _resolve_by_value(spec: Spec, shape: tuple[int, ...]) -> Resolved | None:
     try:
-        key = _cache_key(spec, shape)
+        key = cache_key(spec, shape)
         hit = _RESOLVED.get(key, _RESOLVED)
     except TypeError:  # an unhashable field
         return spec.resolve(shape)
@@ -325,7 +340,24 @@ class Constant(Spec):
 
     def resolve_for(self, tensor: torch.Tensor) -> Resolved:
         """``resolve`` with the value converted to ``tensor``'s dtype exactly as ``fill_`` converts it."""
-        return Resolved(KIND_CONSTANT, (float(checks.torch_fill_value(tensor, self.val)),) + (0.0,) * (PARAM_COLS - 1))
+        key = (type(self.val), self.val, math.copysign(1.0, self.val) if isinstance(self.val, float) else 0,
+               tensor.dtype, tensor.device.type, min(tensor.numel(), 2))
+        try:
+            hit = _FILLS.get(key)
+        except TypeError:  # an unhashable value: no memo
+            key, hit = None, None
+        if hit is None:
+            value = float(checks.torch_fill_value(tensor, self.val))
+            hit = Resolved(KIND_CONSTANT, (value,) + (0.0,) * (PARAM_COLS - 1))
+            if key is not None:
+                if len(_FILLS) >= 4096:
+                    _FILLS.clear()
+                _FILLS[key] = hit
+        return hit
+
+
+# (value, its type and sign, dtype, device type, min(numel, 2)) -> the value as fill_ converts it
+_FILLS: dict[tuple, Resolved] = {}
 
 
 @dataclass(frozen=True)
