@@ -518,3 +518,18 @@ def test_refused_apply_leaves_every_tensor_and_the_rngs_alone(policy):
         fastinit.apply(m, policy, generator=gen)
     assert torch.equal(torch.get_rng_state(), rng) and torch.equal(gen.get_state(), gstate)
     assert all(torch.equal(t, before[n]) for n, t in m.state_dict().items())
+
+
+def test_a_check_that_passed_for_one_dtype_still_runs_for_another():
+    # torch-check results are memoized per (spec, shape, dtype, device, layout, size class): the same spec object
+    # that passed for float32 must still be refused for float16, where b=1e5 is out of range
+    spec = fastinit.Uniform(0.0, 1e5)
+    ok = torch.nn.Parameter(torch.empty(4, 3))
+    fastinit.apply(torch.nn.ParameterList([ok]), fastinit.Rules([("*", spec)]), seed=0)
+    half = torch.full((4, 3), 7.0, dtype=torch.float16)
+    with pytest.raises(RuntimeError) as theirs:
+        torch.nn.init.uniform_(half.clone(), 0.0, 1e5)
+    model = torch.nn.ParameterList([torch.nn.Parameter(half)])
+    with pytest.raises(RuntimeError) as mine:
+        fastinit.apply(model, fastinit.Rules([("*", spec)]), seed=0)
+    assert str(mine.value) == str(theirs.value) and (model[0] == 7).all()
