@@ -188,7 +188,8 @@ def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
             buf = torch.empty(t.shape, dtype=t.dtype, device=t.device)
             outs.append(buf)
             copies.append((t, buf))
-    table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in zip(outs, entries)])
+    table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in zip(outs, entries)],
+                                 outs[0].dtype)
     backend.fill(outs, table, params, to_signed64(seed))
     for t, buf in copies:
         t.copy_(buf)
