@@ -572,6 +572,18 @@ SimdPath selected_path() {
 // Python: torch.ops.fastinit._cpu_simd_path() -> the path fill_group would run now.
 std::string cpu_simd_path() { return path_name(selected_path()); }
 
+// Tests only: float32 -> bfloat16 through the AVX-512 path's rounding (native: the vcvtne2ps2bf16 variant).
+at::Tensor avx512_bf16_round(const at::Tensor& src, bool native) {
+  TORCH_CHECK(src.scalar_type() == at::kFloat && src.device().is_cpu(),
+              "fastinit::_avx512_bf16_round takes a float32 CPU tensor");
+  const at::Tensor in = src.contiguous();
+  at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kBFloat16));
+  const bool ran = avx512_bf16_convert(in.const_data_ptr<float>(), reinterpret_cast<uint16_t*>(out.data_ptr()),
+                                       in.numel(), native);
+  TORCH_CHECK(ran, "fastinit::_avx512_bf16_round: this CPU lacks ", native ? "avx512_bf16" : "avx512f/bw/vl/dq");
+  return out;
+}
+
 // Python: torch.ops.fastinit._cpu_simd_paths() -> every path this CPU can run, slowest first.
 std::vector<std::string> cpu_simd_paths() {
   std::vector<std::string> out;
@@ -617,4 +629,5 @@ TORCH_LIBRARY_IMPL(fastinit, CPU, m) { m.impl("fill_group", &fastinit::fill_grou
 TORCH_LIBRARY_FRAGMENT(fastinit, m) {
   m.def("_cpu_simd_path() -> str", &fastinit::cpu_simd_path);
   m.def("_cpu_simd_paths() -> str[]", &fastinit::cpu_simd_paths);
+  m.def("_avx512_bf16_round(Tensor src, bool native) -> Tensor", &fastinit::avx512_bf16_round);
 }

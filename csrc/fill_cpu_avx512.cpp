@@ -50,13 +50,21 @@ struct HalfBits {
 struct Bf16Bits {
   uint16_t x;
 };
+// bfloat16 stored with vcvtne2ps2bf16 where it is exact (CPUs with avx512_bf16; see store_pair_bf16).
+struct Bf16BitsNative {
+  uint16_t x;
+};
 
 // An empty asm that takes and returns N vectors in registers: GCC must finish this step of every chain
 // before starting the next, so N independent chains are in flight (as the AVX2 path, fill_cpu.cpp).
 template <typename V, int N>
 FI512 void interleave_point(V (&p)[N]) {
-  if constexpr (N == 6) {
+  if constexpr (N == 8) {
+    asm("" : "+v"(p[0]), "+v"(p[1]), "+v"(p[2]), "+v"(p[3]), "+v"(p[4]), "+v"(p[5]), "+v"(p[6]), "+v"(p[7]));
+  } else if constexpr (N == 6) {
     asm("" : "+v"(p[0]), "+v"(p[1]), "+v"(p[2]), "+v"(p[3]), "+v"(p[4]), "+v"(p[5]));
+  } else if constexpr (N == 3) {
+    asm("" : "+v"(p[0]), "+v"(p[1]), "+v"(p[2]));
   } else if constexpr (N == 4) {
     asm("" : "+v"(p[0]), "+v"(p[1]), "+v"(p[2]), "+v"(p[3]));
   } else {
@@ -65,24 +73,24 @@ FI512 void interleave_point(V (&p)[N]) {
 }
 
 // vpternlog truth tables (bit (a << 2 | b << 1 | c) of the immediate is f(a, b, c)).
-constexpr int TERN_XOR3 = 0x96;     // a ^ b ^ c
-constexpr int TERN_OR_XOR = 0x56;   // (a | b) ^ c
-constexpr int TERN_AND_OR = 0xEA;   // (a & b) | c
+constexpr int TERN_XOR3 = 0x96;    // a ^ b ^ c
+constexpr int TERN_OR_XOR = 0x56;  // (a | b) ^ c
+constexpr int TERN_AND_OR = 0xEA;  // (a & b) | c
 
-// Per-run Philox key schedule, computed once on the host side of the entry point.
+// Per-run Philox key schedule, computed once per call; 64-bit entries so that a broadcast of one is a plain
+// {1to8} memory operand.
 struct PhiloxKeys {
-  uint32_t k0[10], k1[10];
+  uint64_t k0[10], k1[10];
   uint32_t hi1, lo1;  // round 1's mulhilo(M1, c2) with c2 = the tensor key's low word: the same in every lane
   uint32_t key_hi;    // c3 of round 1
 };
 
 inline PhiloxKeys make_keys(uint64_t key, uint64_t seed) {
   PhiloxKeys k{};
-  k.k0[0] = static_cast<uint32_t>(seed);
-  k.k1[0] = static_cast<uint32_t>(seed >> 32);
-  for (int r = 1; r < 10; ++r) {
-    k.k0[r] = k.k0[r - 1] + PHILOX_W0;
-    k.k1[r] = k.k1[r - 1] + PHILOX_W1;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r, k0 += PHILOX_W0, k1 += PHILOX_W1) {
+    k.k0[r] = k0;
+    k.k1[r] = k1;
   }
   mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), k.hi1, k.lo1);
   k.key_hi = static_cast<uint32_t>(key >> 32);
@@ -90,42 +98,61 @@ inline PhiloxKeys make_keys(uint64_t key, uint64_t seed) {
 }
 
 // Stream words of quads q0 .. q0 + 8 * NV - 1 in element order: w[2v] holds elements 0..15 and
-// w[2v + 1] elements 16..31 of quads q0 + 8v .. q0 + 8v + 7. The rounds are Random123's, with round 1
+// w[2v + 1] elements 16..31 of quads q0 + 8v .. q0 + 8v + 7. The rounds are Random123's, with rounds 1
 // and 2 partly folded into scalars: in round 1, c2 and c3 are the tensor key, the same in every lane, so
-// (hi1, lo1) and both key xors are scalars; in round 2, c1 is that scalar lo1.
-template <int NV>
+// (hi1, lo1) and both key xors are scalars; in round 2, c1 is that scalar lo1. With SAME_HI (every
+// quad of the step has the same q >> 32, i.e. the step does not cross a multiple of 2^32 quads), round
+// 1's c0 = hi1 ^ (q >> 32) ^ k0 is a scalar too, so round 2's M0 * c0 and the c3 it leaves are scalars.
+//
+// Lane order: 64-bit lane i of counter vector v holds quad q0 + 8v + LANE_QUAD[i], with LANE_QUAD =
+// (0, 4, 1, 5, 2, 6, 3, 7), so that the final unpacklo / unpackhi (which work inside 128-bit lanes) put
+// quads 0..3 and 4..7 in element order without a cross-lane permute.
+template <int NV, bool SAME_HI>
 FI512 void philox512(uint64_t q0, const PhiloxKeys& K, __m512i (&w)[2 * NV]) {
   __m512i c0[NV], c1[NV], c2[NV], c3[NV];
   const __m512i m0 = _mm512_set1_epi64(PHILOX_M0);
   const __m512i m1 = _mm512_set1_epi64(PHILOX_M1);
-  const __m512i step = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-  {
-    const __m512i x0 = _mm512_set1_epi64(K.hi1 ^ K.k0[0]);
-    const __m512i x2 = _mm512_set1_epi64(K.key_hi ^ K.k1[0]);
+  const __m512i lane_quad = _mm512_set_epi64(7, 3, 6, 2, 5, 1, 4, 0);
+  const __m512i x2 = _mm512_set1_epi64(K.key_hi ^ K.k1[0]);
+  const __m512i y0 = _mm512_set1_epi64(K.lo1 ^ K.k0[1]);
+  if constexpr (SAME_HI) {
+    const uint32_t c0s = K.hi1 ^ static_cast<uint32_t>(q0 >> 32) ^ static_cast<uint32_t>(K.k0[0]);
+    uint32_t hi0s, lo0s;
+    mulhilo32(PHILOX_M0, c0s, hi0s, lo0s);
+    const __m512i z2 = _mm512_set1_epi64(hi0s ^ static_cast<uint32_t>(K.k1[1]));
+    const __m512i c3s = _mm512_set1_epi64(lo0s);
     for (int v = 0; v < NV; ++v) {
-      const __m512i q = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(q0 + 8 * v)), step);
+      const __m512i q = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(q0 + 8 * v)), lane_quad);
       const __m512i p0 = _mm512_mul_epu32(q, m0);
-      c0[v] = _mm512_xor_si512(_mm512_srli_epi64(q, 32), x0);  // hi1 ^ c1 ^ k0, c1 = q >> 32 per lane
-      c2[v] = _mm512_xor_si512(_mm512_srli_epi64(p0, 32), x2);  // hi0 ^ c3 ^ k1
-      c3[v] = p0;                                               // lo0 in the low half
+      // round 1: c0 = c0s, c1 = lo1, c2 = hi0 ^ c3 ^ k1, c3 = lo0 (in p0's low half)
+      const __m512i r1c2 = _mm512_xor_si512(_mm512_srli_epi64(p0, 32), x2);
+      // round 2: c0 = hi(M1 * c2) ^ lo1 ^ k0, c1 = lo(M1 * c2), c2 = hi0s ^ c3 ^ k1, c3 = lo0s
+      const __m512i p1 = _mm512_mul_epu32(r1c2, m1);
+      c0[v] = _mm512_xor_si512(_mm512_srli_epi64(p1, 32), y0);
+      c1[v] = p1;
+      c2[v] = _mm512_xor_si512(p0, z2);
+      c3[v] = c3s;
     }
-  }
-  {
-    const __m512i y0 = _mm512_set1_epi64(K.lo1 ^ K.k0[1]);
+  } else {
+    const __m512i x0 = _mm512_set1_epi64(K.hi1 ^ K.k0[0]);
     const __m512i kk1 = _mm512_set1_epi64(K.k1[1]);
     for (int v = 0; v < NV; ++v) {
-      const __m512i p0 = _mm512_mul_epu32(c0[v], m0);
-      const __m512i p1 = _mm512_mul_epu32(c2[v], m1);
+      const __m512i q = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(q0 + 8 * v)), lane_quad);
+      const __m512i p0 = _mm512_mul_epu32(q, m0);
+      const __m512i r1c0 = _mm512_xor_si512(_mm512_srli_epi64(q, 32), x0);  // hi1 ^ c1 ^ k0, c1 = q >> 32
+      const __m512i r1c2 = _mm512_xor_si512(_mm512_srli_epi64(p0, 32), x2);  // hi0 ^ c3 ^ k1
+      const __m512i q0p = _mm512_mul_epu32(r1c0, m0);
+      const __m512i p1 = _mm512_mul_epu32(r1c2, m1);
       c0[v] = _mm512_xor_si512(_mm512_srli_epi64(p1, 32), y0);
-      c2[v] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c3[v], kk1, TERN_XOR3);
       c1[v] = p1;
-      c3[v] = p0;
+      c2[v] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(q0p, 32), p0, kk1, TERN_XOR3);
+      c3[v] = q0p;
     }
   }
 #pragma GCC unroll 8
   for (int r = 2; r < 10; ++r) {
-    const __m512i kk0 = _mm512_set1_epi64(K.k0[r]);
-    const __m512i kk1 = _mm512_set1_epi64(K.k1[r]);
+    const __m512i kk0 = _mm512_set1_epi64(static_cast<int64_t>(K.k0[r]));
+    const __m512i kk1 = _mm512_set1_epi64(static_cast<int64_t>(K.k1[r]));
     for (int v = 0; v < NV; ++v) {
       const __m512i p0 = _mm512_mul_epu32(c0[v], m0);
       const __m512i p1 = _mm512_mul_epu32(c2[v], m1);
@@ -137,33 +164,33 @@ FI512 void philox512(uint64_t q0, const PhiloxKeys& K, __m512i (&w)[2 * NV]) {
     interleave_point(c0);
     interleave_point(c2);
   }
-  const __m512i lo_idx = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
-  const __m512i hi_idx = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
   for (int v = 0; v < NV; ++v) {
-    const __m512i a = _mm512_mask_blend_epi32(0xAAAA, c0[v], _mm512_slli_epi64(c1[v], 32));  // x0 x1 per quad
-    const __m512i b = _mm512_mask_blend_epi32(0xAAAA, c2[v], _mm512_slli_epi64(c3[v], 32));  // x2 x3 per quad
-    w[2 * v] = _mm512_permutex2var_epi64(a, lo_idx, b);
-    w[2 * v + 1] = _mm512_permutex2var_epi64(a, hi_idx, b);
+    // x0 x1 / x2 x3 of each quad in one 64-bit lane: the odd dwords take c1's (c3's) low dwords
+    const __m512i a = _mm512_mask_shuffle_epi32(c0[v], 0xAAAA, c1[v], _MM_PERM_CCAA);
+    const __m512i b = _mm512_mask_shuffle_epi32(c2[v], 0xAAAA, c3[v], _MM_PERM_CCAA);
+    w[2 * v] = _mm512_unpacklo_epi64(a, b);      // quads 0, 1, 2, 3 (lanes 0, 2, 4, 6)
+    w[2 * v + 1] = _mm512_unpackhi_epi64(a, b);  // quads 4, 5, 6, 7 (lanes 1, 3, 5, 7)
   }
 }
 
-// n = s * 2^23 = (2m + 1) - 2^23 with m = x >> 9, as an int32, in two ops: (x | 0x100) ^ 0x80000000, then
-// an arithmetic shift right by 8. Proof: the shift leaves bits 31..8 as bits 23..0: bit 0 is the forced 1
-// (2m + 1 = (x >> 8) | 1), bits 22..1 are m's low 22 bits, and bit 23 is m's top bit flipped, sign-extended.
+// t = n * 2^8 with n = s * 2^23 = (2m + 1) - 2^23 and m = x >> 9, as an int32, in one vpternlogd:
+// bits 7..0 cleared, bit 8 set, bit 31 flipped, the others x's. Proof: t >> 8 (arithmetic) has bit 0 = 1
+// (2m + 1 = (x >> 8) | 1), bits 22..1 = m's low 22 bits and bit 23 = m's top bit flipped, sign-extended.
 // If m's top bit is 1, that is 2m + 1 - 2^23 >= 0; if it is 0, the 24-bit pattern 2m + 1 + 2^23 read as
-// negative is 2m + 1 + 2^23 - 2^24 = 2m + 1 - 2^23. (Checked over all 2^23 m: tests/test_cpu_kernel.py.)
-FI512 __m512i symmetric_int512(__m512i x) {
-  return _mm512_srai_epi32(
-      _mm512_ternarylogic_epi32(x, _mm512_set1_epi32(0x100), _mm512_set1_epi32(static_cast<int>(0x80000000u)),
-                                TERN_OR_XOR),
-      8);
+// negative is 2m + 1 + 2^23 - 2^24 = 2m + 1 - 2^23. With bits 7..0 zero, t = (t >> 8) * 2^8 = n * 2^8.
+// (Checked over all 2^23 m: tests/test_cpu_kernel.py.) Per bit, with B = 0x1FF and C = 0x800000FF:
+// (B, C) = (0, 0) keeps x, (0, 1) flips it, (1, 0) sets it, (1, 1) clears it: (x | B) ^ C.
+FI512 __m512i scaled_int512(__m512i x) {
+  return _mm512_ternarylogic_epi32(x, _mm512_set1_epi32(0x1FF), _mm512_set1_epi32(static_cast<int>(0x800000FFu)),
+                                   TERN_OR_XOR);
 }
 
-// s = n * 2^-23 (symmetric_uniform): cvt(n) is exact (|n| < 2^23) and a normal float with exponent >= 0,
-// so the exact multiply by 2^-23 is "exponent - 23", done as an integer op that runs on any vector pipe.
+// s = n * 2^-23 (symmetric_uniform): cvt(n * 2^8) is exact (|n * 2^8| < 2^31 with at most 24 significant
+// bits) and a normal float with exponent >= 8, so the exact multiply by 2^-31 is "exponent - 31", done
+// as an integer op that runs on any vector pipe.
 FI512 __m512 symmetric_uniform512(__m512i x) {
-  const __m512 f = _mm512_cvtepi32_ps(symmetric_int512(x));
-  return _mm512_castsi512_ps(_mm512_sub_epi32(_mm512_castps_si512(f), _mm512_set1_epi32(23 << 23)));
+  const __m512 f = _mm512_cvtepi32_ps(scaled_int512(x));
+  return _mm512_castsi512_ps(_mm512_sub_epi32(_mm512_castps_si512(f), _mm512_set1_epi32(31 << 23)));
 }
 
 // p[i] <- Horner of c at y[i], two roundings per step (horner9).
@@ -180,7 +207,7 @@ FI512 void horner9_512(const float (&c)[POLY_TERMS], const __m512 (&y)[N], __m51
 
 // Kinds of value, one per template instance (host predicates in fill_cpu_simd.h choose them):
 //   U_GEN:  s * h + c                                      (uniform_value)
-//   U_FOLD: cvt(n) * (h * 2^-23), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
+//   U_FOLD: cvt(n * 2^8) * (h * 2^-31), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
 //   | U_CLAMP: then min(max(v, lo), hi); without it uniform_clamp_is_identity() proved the clamp a no-op
 //   N_FULL / N_PLAIN: normal_value / the same with normal_is_plain() parameters (no-op steps skipped)
 constexpr int U_GEN = 0, U_FOLD = 1, U_CLAMP = 2, N_FULL = 8, N_PLAIN = 9;
@@ -267,9 +294,9 @@ FI512 void values512(const __m512i (&words)[N], const RandParams& p, __m512 (&v)
     FI_EACH v[i] = symmetric_uniform512(words[i]);
   } else {
     if constexpr ((V & U_FOLD) != 0) {
-      // uniform_scale_folds(): round(cvt(n) * (h * 2^-23)) == round(s * h), and + c (c = +-0) is the identity
-      const __m512 hs = _mm512_set1_ps(f_mul(p.half_width, TWO_POW_M23));
-      FI_EACH v[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(symmetric_int512(words[i])), hs);
+      // uniform_scale_folds(): round(cvt(n * 2^8) * (h * 2^-31)) == round(s * h), and + c (c = +-0) is v
+      const __m512 hs = _mm512_set1_ps(f_mul(p.half_width, 0x1p-31f));
+      FI_EACH v[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(scaled_int512(words[i])), hs);
     } else {
       const __m512 h = _mm512_set1_ps(p.half_width);
       const __m512 c = _mm512_set1_ps(p.center);
@@ -311,6 +338,26 @@ FI512 __m256i bf16_bits512(__m512 v) {
   return _mm512_cvtepi32_epi16(r);
 }
 
+// bfloat16 bits of 32 floats (lo: elements 0..15, hi: 16..31) with vcvtne2ps2bf16 where that is exact.
+// The instruction rounds to nearest even like c10::BFloat16, but treats denormal inputs as zero and does
+// not canonicalize NaN; a normal or infinite input can round only to a normal, infinite or max value, the
+// same bits as the integer rounding. So it is used only when no lane of either vector is a denormal or NaN
+// (vfpclassps, one op per 16 lanes), else both vectors take the integer rounding; exact either way
+// (checked over all 2^23 mantissas of several exponents, denormals included: tests/test_cpu_kernel.py).
+// Written as inline asm so that this translation unit needs no avx512bf16 target: it runs only where
+// cpu_has_avx512_bf16().
+constexpr int FPCLASS_NAN_OR_DENORMAL = 0x01 | 0x20 | 0x80;  // QNaN, denormal, SNaN
+FI512 __m512i bf16_pair512(__m512 lo, __m512 hi) {
+  const __mmask16 odd = _mm512_fpclass_ps_mask(lo, FPCLASS_NAN_OR_DENORMAL) |
+                        _mm512_fpclass_ps_mask(hi, FPCLASS_NAN_OR_DENORMAL);
+  if (__builtin_expect(odd == 0, 1)) {
+    __m512i r;
+    asm("vcvtne2ps2bf16 %2, %1, %0" : "=v"(r) : "v"(hi), "v"(lo));  // lower half from the last operand
+    return r;
+  }
+  return _mm512_inserti64x4(_mm512_castsi256_si512(bf16_bits512(lo)), bf16_bits512(hi), 1);
+}
+
 // float64 outputs: the float32 stage (exact in double) finished as uniform_value64 / normal_value64:
 // one multiply, one add, the clamp as d_max / d_min (MAXPD returns its second operand on ties).
 template <int V, bool NT>
@@ -344,23 +391,37 @@ FI512 void store16(T* dst, __m512 v, const RandParams64& d) {
   }
 }
 
+// All 2 * NV vectors of a step (32 * NV consecutive values).
+template <typename T, int V, bool NT, int N>
+FI512 void store_step(T* dst, const __m512 (&v)[N], const RandParams64& d) {
+  if constexpr (std::is_same_v<T, Bf16BitsNative>) {
+    for (int k = 0; k < N; k += 2) store512<NT>(dst + 16 * k, bf16_pair512(v[k], v[k + 1]));
+  } else {
+    for (int k = 0; k < N; ++k) store16<T, V, NT>(dst + 16 * k, v[k], d);
+  }
+}
+
 // `steps` steps of NV Philox vectors (32 * NV elements) from global quad q.
 template <typename T, int V, int NV, bool NT>
 FI512_ENTRY void quads512(T* dst, uint64_t q, int64_t steps, const TensorJob& job, const PhiloxKeys& keys) {
   constexpr bool F64 = std::is_same_v<T, double>;
   for (int64_t i = 0; i < steps; ++i, q += 8 * NV, dst += 32 * NV) {
     __m512i words[2 * NV];
-    philox512<NV>(q, keys, words);
+    if (__builtin_expect((q >> 32) == ((q + 8 * NV - 1) >> 32), 1)) {
+      philox512<NV, true>(q, keys, words);
+    } else {
+      philox512<NV, false>(q, keys, words);
+    }
     __m512 v[2 * NV];
     values512<V, F64, 2 * NV>(words, job.rand, v);
-    for (int k = 0; k < 2 * NV; ++k) store16<T, V, NT>(dst + 16 * k, v[k], job.rand64);
+    store_step<T, V, NT>(dst, v, job.rand64);
   }
 }
 
 // Steps per variant: uniform is Philox bound (more vectors in flight), the normal is register bound.
 template <int V>
 constexpr int block_vectors() {
-  return is_normal(V) ? 2 : 4;
+  return is_normal(V) ? 4 : 6;
 }
 
 template <typename T, int V>
@@ -413,9 +474,47 @@ int64_t random_quads_avx512(OutType out, void* dst, uint64_t q, int64_t nquads, 
     case OUT_F16:
       return run_typed(static_cast<HalfBits*>(dst), q, nquads, job, seed, stream);
     case OUT_BF16:
+      if (cpu_has_avx512_bf16()) return run_typed(static_cast<Bf16BitsNative*>(dst), q, nquads, job, seed, stream);
       return run_typed(static_cast<Bf16Bits*>(dst), q, nquads, job, seed, stream);
   }
   return 0;
+}
+
+namespace {
+template <bool NATIVE>
+FI512_ENTRY void bf16_convert_impl(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 lo = _mm512_loadu_ps(src + i);
+    const __m512 hi = _mm512_loadu_ps(src + i + 16);
+    if constexpr (NATIVE) {
+      _mm512_storeu_si512(dst + i, bf16_pair512(lo, hi));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), bf16_bits512(lo));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 16), bf16_bits512(hi));
+    }
+  }
+  for (; i < n; ++i) {  // the tail through the scalar rounding (c10's, restated)
+    uint32_t b;
+    std::memcpy(&b, src + i, 4);
+    dst[i] = src[i] != src[i] ? 0x7FC0 : static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+  }
+}
+}  // namespace
+
+bool avx512_bf16_convert(const float* src, uint16_t* dst, int64_t n, bool native) {
+  if (!cpu_has_avx512() || (native && !cpu_has_avx512_bf16())) return false;
+  if (native) {
+    bf16_convert_impl<true>(src, dst, n);
+  } else {
+    bf16_convert_impl<false>(src, dst, n);
+  }
+  return true;
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return ok;
 }
 
 bool cpu_has_avx512() {
@@ -431,6 +530,8 @@ __attribute__((target(FI512_TARGET))) void avx512_store_fence() { _mm_sfence(); 
 
 int64_t random_quads_avx512(OutType, void*, uint64_t, int64_t, const TensorJob&, uint64_t, bool) { return 0; }
 bool cpu_has_avx512() { return false; }
+bool cpu_has_avx512_bf16() { return false; }
+bool avx512_bf16_convert(const float*, uint16_t*, int64_t, bool) { return false; }
 void avx512_store_fence() {}
 
 #endif  // FASTINIT_HAVE_AVX512_PATH

@@ -40,16 +40,16 @@ inline bool uniform_clamp_is_identity(const RandParams& p) {
   return vmin >= p.low && vmax <= p.high;
 }
 
-// Whether s * h may be computed as n * (h * 2^-23), n = s * 2^23 the odd integer of the word.
-// Proof: when h' = h * 2^-23 is an exact, normal float32, the real products n * h' and s * h are the
-// same real number n * h * 2^-23, and rounding to nearest is a function of the real value, so
-// round(n * h') == round(s * h) bit for bit (over/underflow included). h' * 2^23 == h checks
-// exactness (the multiply back by 2^23 is exact for a normal h'). With h' normal, |n * h'| >= h' > 0,
-// so v + c with c = +-0 is v itself: the add may be skipped (tests/test_cpu_kernel.py checks the
+// Whether s * h may be computed as (n * 2^8) * (h * 2^-31), n = s * 2^23 the odd integer of the word.
+// Proof: when h' = h * 2^-31 is an exact, normal float32, the real products (n * 2^8) * h' and s * h
+// are the same real number n * h * 2^-23, and rounding to nearest is a function of the real value, so
+// both round to the same float32 bit for bit (over/underflow included). h' * 2^31 == h checks
+// exactness (the multiply back by 2^31 is exact for a normal h'). With h' normal, |n * 2^8 * h'| >= h'
+// > 0, so v + c with c = +-0 is v itself: the add may be skipped (tests/test_cpu_kernel.py checks the
 // identity over all 2^23 n for a spread of h).
 inline bool uniform_scale_folds(const RandParams& p) {
-  const float hs = f_mul(p.half_width, TWO_POW_M23);
-  return std::fpclassify(hs) == FP_NORMAL && f_mul(hs, 0x1p23f) == p.half_width;
+  const float hs = f_mul(p.half_width, 0x1p-31f);
+  return std::fpclassify(hs) == FP_NORMAL && f_mul(hs, 0x1p31f) == p.half_width;
 }
 
 // AVX-512 path: the full quads [q, q + nquads) of a run, written to dst (element 4q of the run at
@@ -59,6 +59,11 @@ int64_t random_quads_avx512(OutType out, void* dst, uint64_t q, int64_t nquads, 
                             bool stream);
 // Whether this CPU (and OS) runs the AVX-512 path: avx512f/bw/vl/dq.
 bool cpu_has_avx512();
+// Whether the AVX-512 path may also use vcvtne2ps2bf16 (avx512_bf16) for bfloat16 outputs.
+bool cpu_has_avx512_bf16();
+// Tests only (torch.ops.fastinit._avx512_bf16_round): the AVX-512 path's float32 -> bfloat16 rounding of
+// src[0 .. n) (native: the vcvtne2ps2bf16 variant). False, writing nothing, where the CPU lacks it.
+bool avx512_bf16_convert(const float* src, uint16_t* dst, int64_t n, bool native);
 // Fence for the non-temporal stores of the AVX-512 path (sfence).
 void avx512_store_fence();
 

@@ -391,3 +391,91 @@ def test_bfloat16_tensor_past_2_pow_31_elements():
     finally:
         del out
         gc.collect()
+
+
+# ---- the SIMD paths' exact shortcuts (csrc/fill_cpu_simd.h, csrc/fill_cpu_avx512.cpp), checked exhaustively ----
+
+ALL_M = torch.arange(2**23, dtype=torch.int64)  # every 23-bit m = word >> 9
+
+
+def test_symmetric_integer_trick_is_exact_for_every_m():
+    """(x | 0x1FF) ^ 0x800000FF as an int32 is (2m + 1 - 2^23) * 2^8 for every m = x >> 9 (and any low bits)."""
+    low = torch.randint(0, 512, (2**23,), generator=torch.Generator().manual_seed(0))
+    x = (ALL_M << 9) | low
+    t = ((x | 0x1FF) ^ 0x800000FF) & 0xFFFFFFFF
+    t = torch.where(t >= 2**31, t - 2**32, t)  # as int32
+    assert torch.equal(t, (2 * ALL_M + 1 - 2**23) * 256)
+    # and the AVX2 path's form, (x >> 8 | 1) - 2^23
+    assert torch.equal(((x >> 8) | 1) - 2**23, 2 * ALL_M + 1 - 2**23)
+
+
+@pytest.mark.parametrize("h", [1.0, 0.0360843912, 1 / 3, 2.0**-95, 3.4e38, 1.5, 7e-20, 0.1])
+def test_uniform_scale_fold_is_exact_for_every_m(h):
+    """round(cvt(n * 2^8) * (h * 2^-31)) == round(round(n * 2^-23) * h) for all 2^23 n where the host allows the
+    fold (h * 2^-31 an exact normal float32): the AVX-512 uniform's one-multiply form is the reference's value."""
+    hf = torch.tensor(h, dtype=torch.float32)
+    hs = hf * 2.0**-31
+    assert hs.item() * 2.0**31 == hf.item() and hs.item() >= 2.0**-126, "the host would not fold this h"
+    n = 2 * ALL_M + 1 - 2**23
+    ref = (n.float() * 2.0**-23) * hf
+    got = (n * 256).float() * hs
+    assert torch.equal(got.view(torch.int32), ref.view(torch.int32))
+
+
+def _avx512_or_skip(native: bool) -> None:
+    if "avx512" not in cpu_paths():
+        pytest.skip(f"this CPU lacks the avx512 path's features (it runs {cpu_paths()})")
+    flags = open("/proc/cpuinfo").read() if native else ""
+    if native and "avx512_bf16" not in flags:
+        pytest.skip("this CPU lacks avx512_bf16 (vcvtne2ps2bf16)")
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["integer", "vcvtne2ps2bf16"])
+@pytest.mark.parametrize("exponent", [0, 1, 100, 127, 200, 253, 254, 255])  # denormals, normals, max, inf/NaN
+def test_avx512_bfloat16_rounding_is_torchs_for_every_mantissa(exponent, native):
+    """The AVX-512 bfloat16 store's rounding, for all 2^23 mantissas of an exponent and both signs, equals torch's
+    float32 -> bfloat16 cast (round to nearest even, canonical NaN), whether vcvtne2ps2bf16 or integer rounding."""
+    _avx512_or_skip(native)
+    mant = torch.arange(2**23, dtype=torch.int64)
+    sign = (mant * 2654435761 >> 7) & 1  # both signs, mixed within every vector
+    b = (sign << 31) | (exponent << 23) | mant
+    x = torch.where(b >= 2**31, b - 2**32, b).to(torch.int32).view(torch.float32)
+    got = torch.ops.fastinit._avx512_bf16_round(x, native)
+    want = x.to(torch.bfloat16)
+    nan = torch.isnan(x)
+    assert torch.equal(got[~nan].view(torch.int16), want[~nan].view(torch.int16))
+    assert (got[nan].view(torch.int16) == 0x7FC0).all()  # c10::BFloat16's NaN, as the scalar path
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_runs_across_a_2_pow_32_quad_boundary(dtype, cpu_path):
+    """Quad counters whose high word changes inside a SIMD step (global index 2^34) take the general Philox path."""
+    rows = [(4096 + k, 9 + k, SPEC_BY_NAME[name], ShardMap(base=2**34 - 2048 - k))
+            for k, name in enumerate(["uniform_sym", "uniform_asym", "normal", "trunc_normal", "uniform_01"])]
+    outs, refs = run_both(rows, dtype, 77)
+    assert_bitwise(outs, refs, rows)
+
+
+def test_forcing_a_path_the_cpu_lacks_or_an_unknown_one_raises(monkeypatch):
+    outs, table, params = _good()
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", "avx9")
+    with pytest.raises(RuntimeError, match="FASTINIT_CPU_SIMD=avx9 is not one of"):
+        torch.ops.fastinit.fill_group(outs, table, params, 0)
+    for path in PATHS:
+        if path not in cpu_paths():
+            monkeypatch.setenv("FASTINIT_CPU_SIMD", path)
+            with pytest.raises(RuntimeError, match="this CPU lacks"):
+                torch.ops.fastinit.fill_group(outs, table, params, 0)
+    monkeypatch.delenv("FASTINIT_CPU_SIMD")
+    assert torch.ops.fastinit._cpu_simd_path() == cpu_paths()[-1]  # unset: the best this CPU has
+
+
+def test_backends_report_the_simd_path(monkeypatch):
+    from fastinit.backends import cpu_simd
+
+    info = cpu_simd()
+    assert info["path"] == cpu_paths()[-1] and info["paths"] == cpu_paths()
+    if "avx512" in info["paths"]:
+        assert {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(info["flags"])
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", "scalar")
+    assert cpu_simd()["path"] == "scalar"
