@@ -119,8 +119,12 @@ template <typename V, int N>
 FI_AVX2 void interleave_point(V (&p)[N]) {
   if constexpr (N == 8) {
     asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]), "+x"(p[4]), "+x"(p[5]), "+x"(p[6]), "+x"(p[7]));
+  } else if constexpr (N == 6) {
+    asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]), "+x"(p[4]), "+x"(p[5]));
   } else if constexpr (N == 4) {
     asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]));
+  } else if constexpr (N == 3) {
+    asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]));
   } else {
     FI_EACH asm("" : "+x"(p[i]));
   }
@@ -142,7 +146,9 @@ FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&wor
   mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), hi1, lo1);
   const __m256i x0 = _mm256_set1_epi64x(hi1 ^ k0);
   const __m256i x2 = _mm256_set1_epi64x(static_cast<uint32_t>(key >> 32) ^ k1);
-  const __m256i step = _mm256_set_epi64x(3, 2, 1, 0);
+  // 64-bit lane i holds quad q0 + 4v + (0, 2, 1, 3)[i], so that the final unpacklo / unpackhi (which work
+  // inside 128-bit lanes) leave quads 0, 1 and 2, 3 in element order without a cross-lane permute.
+  const __m256i step = _mm256_set_epi64x(3, 1, 2, 0);
   for (int v = 0; v < NV; ++v) {
     const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
     const __m256i p0 = _mm256_mul_epu32(q, m0);
@@ -185,10 +191,8 @@ FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&wor
   for (int v = 0; v < NV; ++v) {
     const __m256i a = _mm256_blend_epi32(c0[v], _mm256_slli_epi64(c1[v], 32), 0xAA);  // x0 x1 per quad
     const __m256i b = _mm256_blend_epi32(c2[v], _mm256_slli_epi64(c3[v], 32), 0xAA);  // x2 x3 per quad
-    const __m256i lo = _mm256_unpacklo_epi64(a, b);  // quads 0 | 2
-    const __m256i hi = _mm256_unpackhi_epi64(a, b);  // quads 1 | 3
-    words[2 * v] = _mm256_permute2x128_si256(lo, hi, 0x20);
-    words[2 * v + 1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+    words[2 * v] = _mm256_unpacklo_epi64(a, b);      // quads 0, 1 (lanes 0, 2)
+    words[2 * v + 1] = _mm256_unpackhi_epi64(a, b);  // quads 2, 3 (lanes 1, 3)
   }
 }
 
