@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,13 +274,15 @@ def test_known_answers_through_the_op():
 
 def test_streaming_store_path(cpu_path):
     """Groups of >= 32 MB use non-temporal stores: check random tensors of such a group bit for bit."""
-    rows = [(9_000_000, 1, SPEC_BY_NAME["const_1/3"], ShardMap())]  # cheap bulk that makes the group big
-    rows += [(n, 2 + i, SPEC_BY_NAME[k], ShardMap(base=b))
-             for i, (n, k, b) in enumerate([(100_000, "normal", 0), (65_537, "uniform_asym", 1),
-                                            (4096, "trunc_normal", 2), (50_001, "uniform_sym", 0)])]
-    for dtype in (torch.float32, torch.bfloat16):
+    randoms = [(n, 2 + i, SPEC_BY_NAME[k], ShardMap(base=b))
+               for i, (n, k, b) in enumerate([(100_000, "normal", 0), (65_537, "uniform_asym", 1),
+                                              (4096, "trunc_normal", 2), (50_001, "uniform_sym", 0),
+                                              (70_000, "uniform_01", 0)])]
+    for dtype in DTYPES:
+        bulk = (34 * 2**20) // torch.empty((), dtype=dtype).element_size()  # cheap bulk that makes the group big
+        rows = [(bulk, 1, SPEC_BY_NAME["const_1/3"], ShardMap())] + randoms
         outs, refs = run_both(rows, dtype, -1)
-        assert sum(o.numel() * o.element_size() for o in outs) >= 32 * 2**20 or dtype != torch.float32
+        assert sum(o.numel() * o.element_size() for o in outs) >= 32 * 2**20
         assert_bitwise(outs, refs, rows)
 
 
@@ -479,3 +485,14 @@ def test_backends_report_the_simd_path(monkeypatch):
         assert {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(info["flags"])
     monkeypatch.setenv("FASTINIT_CPU_SIMD", "scalar")
     assert cpu_simd()["path"] == "scalar"
+
+
+def test_cli_backends_names_the_simd_path():
+    """``python -m fastinit backends`` says which SIMD path the CPU kernel runs, and a forced one is followed."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FASTINIT_CPU_SIMD": "scalar", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "fastinit", "backends"], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("cpu SIMD path:")]
+    assert line and line[0].startswith("cpu SIMD path: scalar (this CPU runs: " + ", ".join(cpu_paths()))
