@@ -452,7 +452,7 @@ int64_t random_quads_avx2_any(T* dst, uint64_t q, int64_t nq, const TensorJob& j
     return uniform_clamp_is_identity(job.rand) ? random_quads_avx2<T, V_UNIFORM_FREE>(dst, q, nq, job, seed, stream)
                                                : random_quads_avx2<T, V_UNIFORM>(dst, q, nq, job, seed, stream);
   }
-  return normal_is_plain(job.rand) ? random_quads_avx2<T, V_PLAIN_NORMAL>(dst, q, nq, job, seed, stream)
+  return normal_is_plain(job, std::is_same_v<T, double>) ? random_quads_avx2<T, V_PLAIN_NORMAL>(dst, q, nq, job, seed, stream)
                                    : random_quads_avx2<T, V_NORMAL>(dst, q, nq, job, seed, stream);
 }
 #endif

@@ -451,7 +451,7 @@ int64_t run_variant(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, ui
 template <typename T>
 int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
   if (job.kind == KIND_NORMAL) {
-    return normal_is_plain(job.rand) ? run_variant<T, N_PLAIN>(dst, q, nquads, job, seed, stream)
+    return normal_is_plain(job, std::is_same_v<T, double>) ? run_variant<T, N_PLAIN>(dst, q, nquads, job, seed, stream)
                                      : run_variant<T, N_FULL>(dst, q, nquads, job, seed, stream);
   }
   if constexpr (std::is_same_v<T, double>) {

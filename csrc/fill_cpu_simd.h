@@ -21,10 +21,15 @@ enum OutType : int { OUT_F32 = 0, OUT_F64 = 1, OUT_F16 = 2, OUT_BF16 = 3 };
 
 // Whether normal values need the steps that are no-ops for the plain N(mean, std) parameters:
 // center 0 and half-width 1 make s * h + c equal to s (s != 0) and the clamp to +-X_MAX a no-op
-// (|s| <= 1 - 2^-23 < X_MAX), and infinite bounds make the final clamp one (in float32 and in
-// double alike). Skipping them gives the same bits with fewer ops.
-inline bool normal_is_plain(const RandParams& p) {
-  return p.center == 0.0f && p.half_width == 1.0f && p.low == -INFINITY && p.high == INFINITY;
+// (|s| <= 1 - 2^-23 < X_MAX), and infinite bounds make the final clamp one. Skipping them gives the
+// same bits with fewer ops. The bounds are those of the arithmetic that clamps: float32 for float32 /
+// bfloat16 / float16 outputs, double for float64 outputs (a double bound such as 1e300 is +inf as a
+// float, and is not a no-op there).
+inline bool normal_is_plain(const TensorJob& job, bool f64) {
+  const RandParams& p = job.rand;
+  const bool infinite = f64 ? (job.rand64.low == -INFINITY && job.rand64.high == INFINITY)
+                            : (p.low == -INFINITY && p.high == INFINITY);
+  return p.center == 0.0f && p.half_width == 1.0f && infinite;
 }
 
 // Whether the UNIFORM clamp to [lo, hi] is the identity for every stream word (float32 outputs).

@@ -57,6 +57,8 @@ SPECS = [
     ("normal_scaled", Resolved(T.KIND_NORMAL, (0.0, 1.0, -0.3, 0.02, -INF, INF))),
     ("normal_tiny_std", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e-50, -INF, INF))),
     ("normal_huge_std", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e300, -INF, INF))),
+    # float64: bounds that are +-inf as floats but clamp in double (c = 0, h = 1: the "plain" normal's shape)
+    ("normal_double_bounds", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e300, -1e301, 1e299))),
     ("trunc_normal", Resolved(T.KIND_NORMAL, _trunc_params(0.0, 1.0, -2.0, 2.0))),
     ("trunc_normal_shifted", Resolved(T.KIND_NORMAL, _trunc_params(0.5, 0.02, 0.47, 0.6))),
     ("dirac_conv", Resolved(T.KIND_DIRAC, iparams=(6 * 9, 9, 2, 4))),  # [4, 6, 3, 3], groups=2
