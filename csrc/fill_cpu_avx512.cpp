@@ -208,9 +208,10 @@ FI512 void horner9_512(const float (&c)[POLY_TERMS], const __m512 (&y)[N], __m51
 // Kinds of value, one per template instance (host predicates in fill_cpu_simd.h choose them):
 //   U_GEN:  s * h + c                                      (uniform_value)
 //   U_FOLD: cvt(n * 2^8) * (h * 2^-31), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
+//   | U_ADDC: U_FOLD's product (the same bits as round(s * h)) then + c, for c != 0
 //   | U_CLAMP: then min(max(v, lo), hi); without it uniform_clamp_is_identity() proved the clamp a no-op
 //   N_FULL / N_PLAIN: normal_value / the same with normal_is_plain() parameters (no-op steps skipped)
-constexpr int U_GEN = 0, U_FOLD = 1, U_CLAMP = 2, N_FULL = 8, N_PLAIN = 9;
+constexpr int U_GEN = 0, U_FOLD = 1, U_CLAMP = 2, U_ADDC = 4, N_FULL = 8, N_PLAIN = 9;
 constexpr bool is_normal(int V) { return V >= N_FULL; }
 
 // The float32 normal: z (ZONLY, float64 outputs), or v = z * std + mean clamped. normal_value() of
@@ -297,6 +298,10 @@ FI512 void values512(const __m512i (&words)[N], const RandParams& p, __m512 (&v)
       // uniform_scale_folds(): round(cvt(n * 2^8) * (h * 2^-31)) == round(s * h), and + c (c = +-0) is v
       const __m512 hs = _mm512_set1_ps(f_mul(p.half_width, 0x1p-31f));
       FI_EACH v[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(scaled_int512(words[i])), hs);
+      if constexpr ((V & U_ADDC) != 0) {
+        const __m512 c = _mm512_set1_ps(p.center);
+        FI_EACH v[i] = _mm512_add_ps(v[i], c);
+      }
     } else {
       const __m512 h = _mm512_set1_ps(p.half_width);
       const __m512 c = _mm512_set1_ps(p.center);
@@ -400,7 +405,7 @@ template <typename T, int V, bool NT, int N>
 FI512 void store_step(T* dst, const __m512 (&v)[N], const RandParams64& d) {
   if constexpr (std::is_same_v<T, Bf16BitsNative>) {
     // The folded uniform is never NaN or denormal (see run_typed), so it needs no guard.
-    constexpr bool guarded = is_normal(V) || (V & U_FOLD) == 0;
+    constexpr bool guarded = is_normal(V) || (V & U_FOLD) == 0 || (V & U_ADDC) != 0;
     for (int k = 0; k < N; k += 2) store512<NT>(dst + 16 * k, bf16_pair512<guarded>(v[k], v[k + 1]));
   } else {
     for (int k = 0; k < N; ++k) store16<T, V, NT>(dst + 16 * k, v[k], d);
@@ -458,13 +463,18 @@ int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint
     return run_variant<T, U_GEN>(dst, q, nquads, job, seed, stream);  // the clamp is in the double finish
   } else {
     const bool clamp = !uniform_clamp_is_identity(job.rand);
-    // The folded uniform's values are never NaN or denormal: |v| = round(|n * 2^8| * h') >= 2^8 * h' >= 2^-118
+    // The folded uniform without + c is never NaN or denormal: |v| = round(|n * 2^8| * h') >= 2^8 * h' >= 2^-118
     // (|n| >= 1, h' = h * 2^-31 normal) and |v| <= h (finite); the clamp can only replace v by lo or hi,
     // so for bfloat16's unguarded vcvtne2ps2bf16 those must be normal or zero too (else: no fold).
     const auto plain_bound = [](float b) { return std::fpclassify(b) == FP_NORMAL || b == 0.0f; };
     const bool bounds_ok = !clamp || !std::is_same_v<T, Bf16BitsNative> ||
                            (plain_bound(job.rand.low) && plain_bound(job.rand.high));
-    const bool fold = uniform_scale_folds(job.rand) && job.rand.center == 0.0f && bounds_ok;
+    const bool addc = job.rand.center != 0.0f;  // NaN too: then it is added, as uniform_value does
+    const bool fold = uniform_scale_folds(job.rand) && (addc || bounds_ok);
+    if (fold && addc) {
+      return clamp ? run_variant<T, U_FOLD | U_ADDC | U_CLAMP>(dst, q, nquads, job, seed, stream)
+                   : run_variant<T, U_FOLD | U_ADDC>(dst, q, nquads, job, seed, stream);
+    }
     if (fold) {
       return clamp ? run_variant<T, U_FOLD | U_CLAMP>(dst, q, nquads, job, seed, stream)
                    : run_variant<T, U_FOLD>(dst, q, nquads, job, seed, stream);
