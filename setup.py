@@ -42,7 +42,7 @@ def _extensions() -> tuple[list, dict]:
     import torch
     from torch.utils import cpp_extension
 
-    sources = ["csrc/ops.cpp", "csrc/fill_cpu.cpp", "csrc/fill_cuda_emulated.cpp"]
+    sources = ["csrc/ops.cpp", "csrc/fill_cpu.cpp", "csrc/fill_cpu_avx512.cpp", "csrc/fill_cuda_emulated.cpp"]
     if _want_cuda(torch.version.cuda, cpp_extension.CUDA_HOME):
         ext = cpp_extension.CUDAExtension(
             "fastinit._C",

@@ -87,15 +87,15 @@ def resolve(p: Param) -> T.Resolved:
     if p.init == "kaiming_uniform":
         gain = math.sqrt(2.0 / (1 + 5.0))
         bound = math.sqrt(3.0) * gain / math.sqrt(p.shape[1])
-        return T.Resolved(T.KIND_UNIFORM, (0.0, float(torch.tensor(bound, dtype=torch.float32)), 0, 0, 0, 0))
+        return T.Resolved(T.KIND_UNIFORM, (0.0, bound, 0, 0, -bound, bound))  # exact doubles (stream contract v2)
     if p.init == "normal":
-        return T.Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, float(torch.tensor(0.02, dtype=torch.float32)), -INF, INF))
+        return T.Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 0.02, -INF, INF))
     return T.Resolved(T.KIND_CONSTANT, (1.0 if p.init == "ones" else 0.0, 0, 0, 0, 0, 0))
 
 
-def build_group(params: list[Param]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (table, params) of one group, built with :func:`fastinit.tables.build_tables`."""
-    return T.build_tables([(math.prod(p.shape), key_of(p.name), resolve(p), T.ShardMap()) for p in params])
+def build_group(params: list[Param], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (table, params) of one group of ``dtype``, built with :func:`fastinit.tables.build_tables`."""
+    return T.build_tables([(math.prod(p.shape), key_of(p.name), resolve(p), T.ShardMap()) for p in params], dtype)
 
 
 def torch_init_loop(tensors: list[torch.Tensor], params: list[Param]) -> None:
@@ -151,7 +151,7 @@ def bench_model(model: str, dtype: torch.dtype, repeats: int, seed: int = 1234) 
     """All rows for one model: time, GB/s, fraction of the fill_ ceiling and speedup over torch.nn.init."""
     params = MODELS[model][0]()
     tensors = [torch.empty(p.shape, dtype=dtype, device="cuda") for p in params]
-    table, tparams = build_group(params)
+    table, tparams = build_group(params, dtype)
     n_elem = sum(t.numel() for t in tensors)
     nbytes = n_elem * tensors[0].element_size()
     rows: dict[str, float | None] = {}

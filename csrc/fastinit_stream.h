@@ -1,8 +1,9 @@
 // The fastinit stream (docs/STREAM.md) as scalar host/device functions.
 //
-// This header is the one C++ statement of the stream, shared by the CPU kernel (fill_cpu.cpp,
-// whose SIMD path mirrors it operation for operation) and the CUDA kernel (fill_cuda.cu). Every
-// float step is one IEEE-754 float32 operation rounded to nearest-even, in the documented order:
+// This header is the one C++ statement of the stream (contract v2), shared by the CPU kernel
+// (fill_cpu.cpp, whose SIMD paths mirror it operation for operation) and the CUDA kernel
+// (fill_cuda.cu). Every float step is one IEEE-754 float32 (float64 where the contract says so)
+// operation rounded to nearest-even, in the documented order:
 //   - no fused multiply-add: device code uses the __f*_rn intrinsics, which nvcc never contracts
 //     (and the build passes -fmad=false as well); host code must be compiled with
 //     -ffp-contract=off and without -ffast-math;
@@ -200,29 +201,77 @@ FASTINIT_HD float erfinv_f32(float x) {
   return f_mul(p, x);
 }
 
+// ---- float64 primitives (float64 outputs, stream contract v2) ----
+FASTINIT_HD double d_mul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FASTINIT_HD double d_add(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FASTINIT_HD double d_max(double x, double lo) { return x < lo ? lo : x; }
+FASTINIT_HD double d_min(double x, double hi) { return x > hi ? hi : x; }
+
 // ---- per-kind values ----
 
-// float32 parameters of a random kind (P_* columns, already float32 values on the host).
+// Parameters of a random kind (P_* columns) for float32 / bfloat16 / float16 outputs: float32 values
+// on the host (build_tables writes float32-exact numbers, so the conversion is exact).
 struct RandParams {
   float center, half_width, mean, std, low, high;
 };
+// The same columns as doubles, for float64 outputs (UNIFORM: all of them; NORMAL: mean .. high).
+struct RandParams64 {
+  double center, half_width, mean, std, low, high;
+};
 
+// UNIFORM: v = s * h ; v = v + c ; clamp to [lo, hi], where lo and hi are values of the output dtype,
+// so the monotone final rounding keeps v inside torch's [dtype(a), dtype(b)).
 FASTINIT_HD float uniform_value(float s, const RandParams& p) {
-  return f_add(f_mul(s, p.half_width), p.center);
-}
-
-FASTINIT_HD float normal_value(float s, const RandParams& p) {
-  float x = f_add(f_mul(s, p.half_width), p.center);
-  x = f_min(f_max(x, -X_MAX), X_MAX);
-  const float z = f_mul(erfinv_f32(x), SQRT2);
-  const float v = f_add(f_mul(z, p.std), p.mean);
+  const float v = f_add(f_mul(s, p.half_width), p.center);
   return f_min(f_max(v, p.low), p.high);
 }
 
-// Value of a random kind (UNIFORM or NORMAL) from its stream word.
+FASTINIT_HD double uniform_value64(float s, const RandParams64& p) {
+  const double v = d_add(d_mul(static_cast<double>(s), p.half_width), p.center);
+  return d_min(d_max(v, p.low), p.high);
+}
+
+// The standard normal z of the float32 normal sequence (x = s * h + c clamped, z = erfinv(x) * SQRT2).
+FASTINIT_HD float normal_z(float s, const RandParams& p) {
+  float x = f_add(f_mul(s, p.half_width), p.center);
+  x = f_min(f_max(x, -X_MAX), X_MAX);
+  return f_mul(erfinv_f32(x), SQRT2);
+}
+
+FASTINIT_HD float normal_value(float s, const RandParams& p) {
+  const float v = f_add(f_mul(normal_z(s, p), p.std), p.mean);
+  return f_min(f_max(v, p.low), p.high);
+}
+
+// float64 outputs: z as in float32, then scale, shift and clamp in double with the exact parameters.
+FASTINIT_HD double normal_value64(float s, const RandParams& p, const RandParams64& d) {
+  const double v = d_add(d_mul(static_cast<double>(normal_z(s, p)), d.std), d.mean);
+  return d_min(d_max(v, d.low), d.high);
+}
+
+// Value of a random kind (UNIFORM or NORMAL) from its stream word: float32 for float32 / bfloat16 /
+// float16 outputs (rounded to the dtype by the caller) ...
 FASTINIT_HD float random_value(int64_t kind, uint32_t word, const RandParams& p) {
   const float s = symmetric_uniform(word);
   return kind == KIND_UNIFORM ? uniform_value(s, p) : normal_value(s, p);
+}
+
+// ... and double for float64 outputs.
+FASTINIT_HD double random_value64(int64_t kind, uint32_t word, const RandParams& p, const RandParams64& d) {
+  const float s = symmetric_uniform(word);
+  return kind == KIND_UNIFORM ? uniform_value64(s, d) : normal_value64(s, p, d);
 }
 
 // DIRAC (and eye): 1 at the centre tap of matching (out, in) channel pairs, else 0.

@@ -4,9 +4,12 @@
 // (boundaries moved back to a quad boundary of the global index, so no Philox call is shared by two
 // chunks), and at::parallel_for spreads the chunks over the threads: one huge tensor and thousands
 // of tiny ones keep every core busy alike. Inside a run of consecutive global indices, full quads
-// go through an AVX2 path (4 quads per vector of 64-bit lanes, 16 quads per step) when the CPU has
-// it, and partial quads at run edges through the scalar functions of fastinit_stream.h. The AVX2
-// code repeats those functions operation for operation, so both paths give the same bits.
+// go through a SIMD path chosen at run time from the CPU's features (AVX-512 in fill_cpu_avx512.cpp,
+// else AVX2 here: 4 quads per vector of 64-bit lanes, 16 quads per step), and partial quads at run
+// edges through the scalar functions of fastinit_stream.h. The SIMD code repeats those functions
+// operation for operation (or with shortcuts proven exact next to them), so every path gives the
+// same bits. FASTINIT_CPU_SIMD=scalar|avx2|avx512 forces one path (0 = scalar; unset or auto = the best
+// the CPU has); forcing a path the CPU lacks raises.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -17,9 +20,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fastinit_stream.h"
+#include "fill_cpu_simd.h"
 #include "fill_group.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -52,6 +58,16 @@ inline c10::BFloat16 to_out<c10::BFloat16>(float v) {
   return c10::BFloat16(v);  // round to nearest even, as Tensor.to(bfloat16)
 }
 
+// A random kind's value in the output dtype (float64 outputs compute in double: stream contract v2).
+template <typename T>
+inline T random_out(const TensorJob& job, uint32_t word) {
+  if constexpr (std::is_same_v<T, double>) {
+    return random_value64(job.kind, word, job.rand, job.rand64);
+  } else {
+    return to_out<T>(random_value(job.kind, word, job.rand));
+  }
+}
+
 // Elements [g, g + n) of a run of consecutive global indices, one Philox call per quad touched.
 template <typename T>
 void random_scalar(T* dst, int64_t g, int64_t n, const TensorJob& job, uint64_t seed) {
@@ -59,7 +75,7 @@ void random_scalar(T* dst, int64_t g, int64_t n, const TensorJob& job, uint64_t 
     const int64_t lane = g & 3;
     const int64_t take = std::min<int64_t>(4 - lane, n);
     const Quad w = stream_quad(static_cast<uint64_t>(g >> 2), job.key, seed);
-    for (int64_t i = 0; i < take; ++i) dst[i] = to_out<T>(random_value(job.kind, w.x[lane + i], job.rand));
+    for (int64_t i = 0; i < take; ++i) dst[i] = random_out<T>(job, w.x[lane + i]);
     dst += take;
     g += take;
     n -= take;
@@ -103,8 +119,12 @@ template <typename V, int N>
 FI_AVX2 void interleave_point(V (&p)[N]) {
   if constexpr (N == 8) {
     asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]), "+x"(p[4]), "+x"(p[5]), "+x"(p[6]), "+x"(p[7]));
+  } else if constexpr (N == 6) {
+    asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]), "+x"(p[4]), "+x"(p[5]));
   } else if constexpr (N == 4) {
     asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]));
+  } else if constexpr (N == 3) {
+    asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]));
   } else {
     FI_EACH asm("" : "+x"(p[i]));
   }
@@ -126,7 +146,9 @@ FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&wor
   mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), hi1, lo1);
   const __m256i x0 = _mm256_set1_epi64x(hi1 ^ k0);
   const __m256i x2 = _mm256_set1_epi64x(static_cast<uint32_t>(key >> 32) ^ k1);
-  const __m256i step = _mm256_set_epi64x(3, 2, 1, 0);
+  // 64-bit lane i holds quad q0 + 4v + (0, 2, 1, 3)[i], so that the final unpacklo / unpackhi (which work
+  // inside 128-bit lanes) leave quads 0, 1 and 2, 3 in element order without a cross-lane permute.
+  const __m256i step = _mm256_set_epi64x(3, 1, 2, 0);
   for (int v = 0; v < NV; ++v) {
     const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
     const __m256i p0 = _mm256_mul_epu32(q, m0);
@@ -169,10 +191,8 @@ FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&wor
   for (int v = 0; v < NV; ++v) {
     const __m256i a = _mm256_blend_epi32(c0[v], _mm256_slli_epi64(c1[v], 32), 0xAA);  // x0 x1 per quad
     const __m256i b = _mm256_blend_epi32(c2[v], _mm256_slli_epi64(c3[v], 32), 0xAA);  // x2 x3 per quad
-    const __m256i lo = _mm256_unpacklo_epi64(a, b);  // quads 0 | 2
-    const __m256i hi = _mm256_unpackhi_epi64(a, b);  // quads 1 | 3
-    words[2 * v] = _mm256_permute2x128_si256(lo, hi, 0x20);
-    words[2 * v + 1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+    words[2 * v] = _mm256_unpacklo_epi64(a, b);      // quads 0, 1 (lanes 0, 2)
+    words[2 * v + 1] = _mm256_unpackhi_epi64(a, b);  // quads 2, 3 (lanes 1, 3)
   }
 }
 
@@ -203,17 +223,10 @@ FI_AVX2 void horner9_avx2(const float (&c)[POLY_TERMS], const __m256 (&y)[N], __
   }
 }
 
-// Whether normal values need the steps that are no-ops for the plain N(mean, std) parameters:
-// center 0 and half-width 1 make s * h + c equal to s (s != 0) and the clamp to +-X_MAX a no-op
-// (|s| <= 1 - 2^-23 < X_MAX), and infinite bounds make the final clamp one. Skipping them gives
-// the same bits with fewer ops; the choice is a template parameter so the loop has no branches.
-inline bool normal_is_plain(const RandParams& p) {
-  return p.center == 0.0f && p.half_width == 1.0f && p.low == -INFINITY && p.high == INFINITY;
-}
-
 // Normal values of N vectors of stream words, operation for operation as normal_value() with
 // log_f32/erfinv_f32 inlined.
-template <bool PLAIN, int N>
+// ZONLY: stop at z (float64 outputs finish in double, store16_f64).
+template <bool PLAIN, bool ZONLY, int N>
 FI_AVX2 void normal_avx2(const __m256i (&words)[N], const RandParams& prm, __m256 (&out)[N]) {
   static constexpr float LOG_P[POLY_TERMS] = FASTINIT_LOG_P;
   static constexpr float CENTRAL[POLY_TERMS] = FASTINIT_ERFINV_CENTRAL;
@@ -272,6 +285,7 @@ FI_AVX2 void normal_avx2(const __m256i (&words)[N], const RandParams& prm, __m25
   }
   FI_STEP(out, _mm256_mul_ps(r[i], x[i]));
   FI_STEP(out, _mm256_mul_ps(out[i], _mm256_set1_ps(SQRT2)));
+  if constexpr (ZONLY) return;
   FI_STEP(out, _mm256_mul_ps(out[i], _mm256_set1_ps(prm.std)));
   FI_STEP(out, _mm256_add_ps(out[i], _mm256_set1_ps(prm.mean)));
   if constexpr (!PLAIN) {
@@ -281,17 +295,28 @@ FI_AVX2 void normal_avx2(const __m256i (&words)[N], const RandParams& prm, __m25
 #undef FI_STEP
 }
 
-// Values of a random kind from N vectors of stream words (element order kept). KIND_PLAIN_NORMAL
-// (AVX2 path only) is KIND_NORMAL with normal_is_plain() parameters.
-constexpr int64_t KIND_PLAIN_NORMAL = -KIND_NORMAL;
-template <int64_t KIND, int N>
+// Values of a random kind from N vectors of stream words (element order kept), one variant per
+// template: V_UNIFORM clamps to [lo, hi], V_UNIFORM_FREE is V_UNIFORM where the clamp is the identity
+// (uniform_clamp_is_identity), V_PLAIN_NORMAL is V_NORMAL with normal_is_plain() parameters. With
+// F64 (float64 outputs) the result is the float32 stage the double finish starts from: s for the
+// uniform, z for the normal (store16_f64 does the rest).
+constexpr int V_UNIFORM = 0, V_UNIFORM_FREE = 1, V_NORMAL = 2, V_PLAIN_NORMAL = 3;
+template <int V, bool F64, int N>
 FI_AVX2 void values_avx2(const __m256i (&words)[N], const RandParams& p, __m256 (&v)[N]) {
-  if constexpr (KIND == KIND_NORMAL || KIND == KIND_PLAIN_NORMAL) {
-    normal_avx2<KIND == KIND_PLAIN_NORMAL, N>(words, p, v);
+  if constexpr (V == V_NORMAL || V == V_PLAIN_NORMAL) {
+    normal_avx2<V == V_PLAIN_NORMAL, F64, N>(words, p, v);
+  } else if constexpr (F64) {
+    FI_EACH v[i] = symmetric_uniform_avx2(words[i]);
   } else {
     const __m256 h = _mm256_set1_ps(p.half_width);
     const __m256 c = _mm256_set1_ps(p.center);
     FI_EACH v[i] = _mm256_add_ps(_mm256_mul_ps(symmetric_uniform_avx2(words[i]), h), c);
+    if constexpr (V == V_UNIFORM) {
+      const __m256 lo = _mm256_set1_ps(p.low);
+      const __m256 hi = _mm256_set1_ps(p.high);
+      // max(v, lo) then min(., hi) keeping v on ties, as f_max/f_min (MAXPS returns its second operand then).
+      FI_EACH v[i] = _mm256_min_ps(hi, _mm256_max_ps(lo, v[i]));
+    }
   }
 }
 
@@ -328,11 +353,6 @@ FI_AVX2 void store16(T* dst, __m256 a, __m256 b) {
   if constexpr (std::is_same_v<T, float>) {
     store256<NT>(dst, _mm256_castps_si256(a));
     store256<NT>(dst + 8, _mm256_castps_si256(b));
-  } else if constexpr (std::is_same_v<T, double>) {
-    store256<NT>(dst, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_castps256_ps128(a))));
-    store256<NT>(dst + 4, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
-    store256<NT>(dst + 8, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_castps256_ps128(b))));
-    store256<NT>(dst + 12, _mm256_castpd_si256(_mm256_cvtps_pd(_mm256_extractf128_ps(b, 1))));
   } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
     const __m256i packed = _mm256_packus_epi32(bf16_bits_avx2(a), bf16_bits_avx2(b));  // a0-3 b0-3 | a4-7 b4-7
     store256<NT>(dst, _mm256_permute4x64_epi64(packed, 0xD8));
@@ -343,19 +363,44 @@ FI_AVX2 void store16(T* dst, __m256 a, __m256 b) {
   }
 }
 
-template <typename T, int64_t KIND, int NV, bool NT>
+// float64 outputs: 4 values of the float32 stage (s or z, exact in double) finished in double as
+// uniform_value64 / normal_value64: one multiply, one add (never fused: no FMA in the target list),
+// the clamp as d_max/d_min (MAXPD returns its second operand on ties).
+template <int V, bool NT>
+FI_AVX2 void store4_f64(double* dst, __m128 stage, const RandParams64& d) {
+  __m256d x = _mm256_cvtps_pd(stage);
+  if constexpr (V == V_NORMAL || V == V_PLAIN_NORMAL) {
+    x = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(d.std)), _mm256_set1_pd(d.mean));
+  } else {
+    x = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(d.half_width)), _mm256_set1_pd(d.center));
+  }
+  if constexpr (V != V_PLAIN_NORMAL) {
+    x = _mm256_min_pd(_mm256_set1_pd(d.high), _mm256_max_pd(_mm256_set1_pd(d.low), x));
+  }
+  store256<NT>(dst, _mm256_castpd_si256(x));
+}
+
+template <typename T, int V, int NV, bool NT>
 FI_AVX2_ENTRY void quads_avx2(T* dst, uint64_t q, int64_t steps, const TensorJob& job, uint64_t seed) {
+  constexpr bool F64 = std::is_same_v<T, double>;
   for (int64_t i = 0; i < steps; ++i, q += 4 * NV, dst += 16 * NV) {
     __m256i words[2 * NV];
     philox_avx2<NV>(q, job.key, seed, words);
     __m256 v[2 * NV];
-    values_avx2<KIND, 2 * NV>(words, job.rand, v);
-    for (int k = 0; k < NV; ++k) store16<T, NT>(dst + 16 * k, v[2 * k], v[2 * k + 1]);
+    values_avx2<V, F64, 2 * NV>(words, job.rand, v);
+    for (int k = 0; k < 2 * NV; ++k) {
+      if constexpr (F64) {
+        store4_f64<V, NT>(dst + 8 * k, _mm256_castps256_ps128(v[k]), job.rand64);
+        store4_f64<V, NT>(dst + 8 * k + 4, _mm256_extractf128_ps(v[k], 1), job.rand64);
+      } else if (k % 2 == 0) {
+        store16<T, NT>(dst + 8 * k, v[k], v[k + 1]);
+      }
+    }
   }
 }
 
 // Full quads starting at global quad q: returns how many it wrote (a multiple of 4; the caller does the rest).
-template <typename T, int64_t KIND>
+template <typename T, int V>
 int64_t random_quads_avx2(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
   // Non-temporal stores need 32-byte alignment; element alignment of T is guaranteed, so a
   // misaligned start stays misaligned for the whole run and takes regular stores.
@@ -363,11 +408,11 @@ int64_t random_quads_avx2(T* dst, uint64_t q, int64_t nquads, const TensorJob& j
   const int64_t big = nquads / (4 * BLOCK_VECTORS);
   const int64_t small = (nquads - 4 * BLOCK_VECTORS * big) / 4;
   if (nt) {
-    quads_avx2<T, KIND, BLOCK_VECTORS, true>(dst, q, big, job, seed);
+    quads_avx2<T, V, BLOCK_VECTORS, true>(dst, q, big, job, seed);
   } else {
-    quads_avx2<T, KIND, BLOCK_VECTORS, false>(dst, q, big, job, seed);
+    quads_avx2<T, V, BLOCK_VECTORS, false>(dst, q, big, job, seed);
   }
-  quads_avx2<T, KIND, 1, false>(dst + 16 * BLOCK_VECTORS * big, q + 4 * BLOCK_VECTORS * big, small, job, seed);
+  quads_avx2<T, V, 1, false>(dst + 16 * BLOCK_VECTORS * big, q + 4 * BLOCK_VECTORS * big, small, job, seed);
   return 4 * BLOCK_VECTORS * big + 4 * small;
 }
 
@@ -382,9 +427,35 @@ bool cpu_has_avx2() { return false; }
 // ---------------------------------------------------------------- runs, chunks, the group
 
 struct Mode {
-  bool simd;    // AVX2 path available and not disabled
-  bool stream;  // non-temporal stores for this group
+  SimdPath path;  // the code path for full quads
+  bool stream;    // non-temporal stores for this group
 };
+
+template <typename T>
+constexpr OutType out_type() {
+  if constexpr (std::is_same_v<T, float>) {
+    return OUT_F32;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return OUT_F64;
+  } else if constexpr (std::is_same_v<T, c10::Half>) {
+    return OUT_F16;
+  } else {
+    static_assert(std::is_same_v<T, c10::BFloat16>);
+    return OUT_BF16;
+  }
+}
+
+#if FASTINIT_HAVE_AVX2_PATH
+template <typename T>
+int64_t random_quads_avx2_any(T* dst, uint64_t q, int64_t nq, const TensorJob& job, uint64_t seed, bool stream) {
+  if (job.kind == KIND_UNIFORM) {
+    return uniform_clamp_is_identity(job.rand) ? random_quads_avx2<T, V_UNIFORM_FREE>(dst, q, nq, job, seed, stream)
+                                               : random_quads_avx2<T, V_UNIFORM>(dst, q, nq, job, seed, stream);
+  }
+  return normal_is_plain(job, std::is_same_v<T, double>) ? random_quads_avx2<T, V_PLAIN_NORMAL>(dst, q, nq, job, seed, stream)
+                                   : random_quads_avx2<T, V_NORMAL>(dst, q, nq, job, seed, stream);
+}
+#endif
 
 // Elements [g, g + n) of one run of consecutive global indices, written to dst[0 .. n).
 template <typename T>
@@ -394,20 +465,21 @@ void random_run(T* dst, int64_t g, int64_t n, const TensorJob& job, uint64_t see
   dst += head;
   g += head;
   n -= head;
-#if FASTINIT_HAVE_AVX2_PATH
-  if (mode.simd && n >= 16) {
+  if (mode.path != SIMD_SCALAR && n >= 16) {
     const int64_t nq = n >> 2;
-    const int64_t done = job.kind == KIND_UNIFORM ? random_quads_avx2<T, KIND_UNIFORM>(dst, g >> 2, nq, job, seed, mode.stream)
-                         : normal_is_plain(job.rand)
-                             ? random_quads_avx2<T, KIND_PLAIN_NORMAL>(dst, g >> 2, nq, job, seed, mode.stream)
-                             : random_quads_avx2<T, KIND_NORMAL>(dst, g >> 2, nq, job, seed, mode.stream);
+    int64_t done = 0;
+    if (mode.path == SIMD_AVX512) {
+      done = random_quads_avx512(out_type<T>(), dst, static_cast<uint64_t>(g >> 2), nq, job, seed, mode.stream);
+    }
+#if FASTINIT_HAVE_AVX2_PATH
+    else {
+      done = random_quads_avx2_any<T>(dst, static_cast<uint64_t>(g >> 2), nq, job, seed, mode.stream);
+    }
+#endif
     dst += 4 * done;
     g += 4 * done;
     n -= 4 * done;
   }
-#else
-  (void)mode;
-#endif
   random_scalar(dst, g, n, job, seed);
 }
 
@@ -466,17 +538,63 @@ void fill_group_typed(const std::vector<TensorJob>& jobs, uint64_t seed, Mode mo
         lo = std::max(lo, stop);
       }
     }
-#if FASTINIT_HAVE_AVX2_PATH
     // Non-temporal stores are weakly ordered: fence before the caller's threads read the data.
-    if (mode.stream) _mm_sfence();
+    if (mode.stream && mode.path == SIMD_AVX512) avx512_store_fence();
+#if FASTINIT_HAVE_AVX2_PATH
+    if (mode.stream && mode.path == SIMD_AVX2) _mm_sfence();
 #endif
   });
 }
 
-bool simd_disabled_by_env() {
-  // FASTINIT_CPU_SIMD=0 forces the scalar path (tests use it to check both paths give the same bits).
+const char* path_name(SimdPath p) { return p == SIMD_AVX512 ? "avx512" : p == SIMD_AVX2 ? "avx2" : "scalar"; }
+
+bool cpu_has(SimdPath p) { return p == SIMD_SCALAR || (p == SIMD_AVX2 && cpu_has_avx2()) || (p == SIMD_AVX512 && cpu_has_avx512()); }
+
+// The path fill_group runs now: FASTINIT_CPU_SIMD if set (scalar or 0, avx2, avx512; auto or 1 = the
+// best this CPU has), else the best this CPU has. A forced path the CPU lacks, or an unknown value,
+// raises: running another path silently would hide what the caller asked to test or measure.
+SimdPath selected_path() {
   const char* v = std::getenv("FASTINIT_CPU_SIMD");
-  return v != nullptr && std::strcmp(v, "0") == 0;
+  const SimdPath best = cpu_has_avx512() ? SIMD_AVX512 : cpu_has_avx2() ? SIMD_AVX2 : SIMD_SCALAR;
+  if (v == nullptr || *v == 0 || std::strcmp(v, "auto") == 0 || std::strcmp(v, "1") == 0) return best;
+  SimdPath want;
+  if (std::strcmp(v, "0") == 0 || std::strcmp(v, "scalar") == 0) {
+    want = SIMD_SCALAR;
+  } else if (std::strcmp(v, "avx2") == 0) {
+    want = SIMD_AVX2;
+  } else if (std::strcmp(v, "avx512") == 0) {
+    want = SIMD_AVX512;
+  } else {
+    TORCH_CHECK(false, "FASTINIT_CPU_SIMD=", v, " is not one of auto, scalar (or 0), avx2, avx512");
+  }
+  TORCH_CHECK(cpu_has(want), "FASTINIT_CPU_SIMD=", v, " but this CPU lacks ",
+              want == SIMD_AVX512 ? "avx512f/avx512bw/avx512vl/avx512dq" : "avx2/f16c",
+              " (fastinit never runs a SIMD path the CPU does not have)");
+  return want;
+}
+
+// Python: torch.ops.fastinit._cpu_simd_path() -> the path fill_group would run now.
+std::string cpu_simd_path() { return path_name(selected_path()); }
+
+// Tests only: float32 -> bfloat16 through the AVX-512 path's rounding (native: the vcvtne2ps2bf16 variant).
+at::Tensor avx512_bf16_round(const at::Tensor& src, bool native) {
+  TORCH_CHECK(src.scalar_type() == at::kFloat && src.device().is_cpu(),
+              "fastinit::_avx512_bf16_round takes a float32 CPU tensor");
+  const at::Tensor in = src.contiguous();
+  at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kBFloat16));
+  const bool ran = avx512_bf16_convert(in.const_data_ptr<float>(), reinterpret_cast<uint16_t*>(out.data_ptr()),
+                                       in.numel(), native);
+  TORCH_CHECK(ran, "fastinit::_avx512_bf16_round: this CPU lacks ", native ? "avx512_bf16" : "avx512f/bw/vl/dq");
+  return out;
+}
+
+// Python: torch.ops.fastinit._cpu_simd_paths() -> every path this CPU can run, slowest first.
+std::vector<std::string> cpu_simd_paths() {
+  std::vector<std::string> out;
+  for (SimdPath p : {SIMD_SCALAR, SIMD_AVX2, SIMD_AVX512}) {
+    if (cpu_has(p)) out.emplace_back(path_name(p));
+  }
+  return out;
 }
 
 void fill_group_cpu(at::TensorList outs, const at::Tensor& table, const at::Tensor& params, int64_t seed) {
@@ -487,7 +605,7 @@ void fill_group_cpu(at::TensorList outs, const at::Tensor& table, const at::Tens
   const auto dtype = outs[0].scalar_type();
   int64_t total_bytes = 0;
   for (const auto& o : outs) total_bytes += o.numel() * static_cast<int64_t>(o.element_size());
-  const Mode mode{cpu_has_avx2() && !simd_disabled_by_env(), total_bytes >= STREAM_BYTES};
+  const Mode mode{selected_path(), total_bytes >= STREAM_BYTES};
   const auto useed = static_cast<uint64_t>(seed);
   switch (dtype) {
     case at::kFloat:
@@ -511,3 +629,9 @@ void fill_group_cpu(at::TensorList outs, const at::Tensor& table, const at::Tens
 }  // namespace fastinit
 
 TORCH_LIBRARY_IMPL(fastinit, CPU, m) { m.impl("fill_group", &fastinit::fill_group_cpu); }
+
+TORCH_LIBRARY_FRAGMENT(fastinit, m) {
+  m.def("_cpu_simd_path() -> str", &fastinit::cpu_simd_path);
+  m.def("_cpu_simd_paths() -> str[]", &fastinit::cpu_simd_paths);
+  m.def("_avx512_bf16_round(Tensor src, bool native) -> Tensor", &fastinit::avx512_bf16_round);
+}

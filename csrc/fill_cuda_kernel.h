@@ -57,6 +57,7 @@ struct DeviceDesc {
   RandParams rand;
   float pad_;
   double value;  // CONSTANT
+  RandParams64 rand64;  // float64 outputs
 };
 static_assert(sizeof(DeviceDesc) % sizeof(int64_t) == 0, "DeviceDesc must pack into int64 words");
 constexpr int64_t DESC_WORDS = sizeof(DeviceDesc) / sizeof(int64_t);
@@ -74,6 +75,16 @@ FASTINIT_HD T to_out(float v) {
     if (v != v) return c10::Half(0x7E00, c10::Half::from_bits());
   }
   return static_cast<T>(v);
+}
+
+// A random kind's value in the output dtype (float64 outputs compute in double: stream contract v2).
+template <typename T>
+FASTINIT_HD T random_out(int64_t kind, uint32_t word, const RandParams& p, const RandParams64& d) {
+  if constexpr (std::is_same_v<T, double>) {
+    return random_value64(kind, word, p, d);
+  } else {
+    return to_out<T>(random_value(kind, word, p));
+  }
 }
 
 template <typename T>
@@ -145,7 +156,7 @@ FASTINIT_HD void fill_unit(const DeviceDesc& d, int64_t u, uint64_t seed) {
   } else {
     const Quad w = stream_quad(static_cast<uint64_t>(q), d.key, seed);
     FASTINIT_UNROLL
-    for (int l = 0; l < 4; ++l) vals[l] = to_out<T>(random_value(d.kind, w.x[l], d.rand));
+    for (int l = 0; l < 4; ++l) vals[l] = random_out<T>(d.kind, w.x[l], d.rand, d.rand64);
   }
   T* out = reinterpret_cast<T*>(d.data) + run_start_local + (lo - gs);
   if (lo == g0 && hi == g0 + 4) {
@@ -215,6 +226,7 @@ inline Packed pack(const std::vector<TensorJob>& jobs) {
     if (d.runs > 1) d.per_run = make_fast_div(static_cast<uint64_t>(d.units_per_run));
     d.dirac = j.dirac;
     d.rand = j.rand;
+    d.rand64 = j.rand64;
     d.value = j.value;
     std::memcpy(descs + t, &d, sizeof d);
     begin[t] = p.blocks;

@@ -79,10 +79,11 @@ std::vector<TensorJob> parse_fill_group(at::TensorList outs, const at::Tensor& t
                   row[6], ", ", row[7], ", ", row[8], ", ", row[9]);
       job.dirac = make_dirac_params(row[6], row[7], row[8], row[9]);
     }
-    // The random kinds take float32 parameters; the plan stores exact float32 values, and the
-    // conversion rounds as torch does for a Python scalar combined with a float32 tensor.
+    // The random kinds of float32 / bfloat16 / float16 groups take float32 parameters (build_tables
+    // writes float32-exact values); float64 groups read the doubles (stream contract v2).
     job.rand = RandParams{static_cast<float>(p[0]), static_cast<float>(p[1]), static_cast<float>(p[2]),
                           static_cast<float>(p[3]), static_cast<float>(p[4]), static_cast<float>(p[5])};
+    job.rand64 = RandParams64{p[0], p[1], p[2], p[3], p[4], p[5]};
     job.value = p[0];
     jobs.push_back(job);
   }

@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return inspect_main(argv[0], argv[1:])
     if argv[0] == "backends":
-        from .backends import backends
+        from .backends import backends, cpu_simd
 
         for name, why in backends().items():
             print(f"{name:10s} {'available' if why is None else 'unavailable: ' + why}")
+        simd = cpu_simd()
+        print(f"cpu SIMD path: {simd['path']} (this CPU runs: {', '.join(simd['paths']) or 'none'}; "
+              f"{simd['cpu']}; flags: {' '.join(simd['flags']) or 'none'})")
         return 0
     print(f"unknown command {argv[0]!r}; try: python -m fastinit --help", file=sys.stderr)
     return 2

@@ -20,6 +20,7 @@ import torch
 
 from .apply import apply, last_report
 from .backends import backends as list_backends
+from .backends import cpu_simd
 from .models import MODELS, build, describe
 from .policy import default_init
 
@@ -126,6 +127,7 @@ def run(model_name: str = "gpt2-xl", policy: str = "default", dtype: str = "floa
         "machine": {"platform": platform.platform(), "processor": _cpu_name(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
         "backends_available": list_backends(),
+        "cpu_simd": cpu_simd(),
     }
 
 
@@ -155,6 +157,7 @@ def format_table(res: dict) -> str:
         f"device={res['device']}, threads={res['threads']}, median of {res['repeats']}",
         f"# machine: {res['machine']['processor']}; torch {res['machine']['torch']}"
         + (f"; GPU {res['machine']['gpu']}" if res['machine']['gpu'] else ""),
+        f"# cpu kernel SIMD path: {res['cpu_simd']['path']} (CPU flags: {' '.join(res['cpu_simd']['flags'])})",
         "",
         "| row | time (s) | GB/s | × torch.nn.init | × fill_ bandwidth |",
         "|---|---:|---:|---:|---:|",

@@ -301,7 +301,7 @@ def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
         else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk
             strided.append((t, e))
     if outs:
-        table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in outs])
+        table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in outs], outs[0][0].dtype)
         backend.fill([o for o, _ in outs], table, params, to_signed64(seed))
     for t, e in strided:
         write_strided(backend, t, e.key, e.resolved, e.shard, seed)

@@ -20,8 +20,9 @@ def _global_indices(start: int, count: int, base: int, row_len: int, row_stride:
 
 
 def _values(kind: int, g_start: int | None, g: torch.Tensor | None, count: int, key: int, seed: int,
-            p: list[float], ip: list[int], device) -> torch.Tensor:
-    """float32 values (or float64 for CONSTANT) of ``count`` elements, given contiguous or explicit global indices."""
+            p: list[float], ip: list[int], device, out_dtype: torch.dtype) -> torch.Tensor:
+    """Values of ``count`` elements, given contiguous or explicit global indices: float32 (float64 for CONSTANT
+    and for the random kinds of float64 outputs), before the final rounding to ``out_dtype``."""
     if kind == T.KIND_CONSTANT:
         return torch.full((count,), p[T.P_CENTER], dtype=torch.float64, device=device)
     if g is None:
@@ -35,7 +36,7 @@ def _values(kind: int, g_start: int | None, g: torch.Tensor | None, count: int, 
         r = g % inner
         hit = ((o % per_group) == (r // spatial)) & ((r % spatial) == center)
         return hit.to(torch.float32)
-    return stream.transform(kind, stream.symmetric_uniform(bits), p)
+    return stream.transform(kind, stream.symmetric_uniform(bits), p, out_dtype)
 
 
 def fill_group_reference(outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
@@ -51,10 +52,10 @@ def fill_group_reference(outs: list[torch.Tensor], table: torch.Tensor, params: 
             contiguous = row_len >= numel or (start // row_len == (start + count - 1) // row_len)
             if contiguous:
                 g0 = base + (start // row_len) * row_stride + (start % row_len)
-                v = _values(kind, g0, None, count, key, seed, p, ip, out.device)
+                v = _values(kind, g0, None, count, key, seed, p, ip, out.device, out.dtype)
             else:
                 g = _global_indices(start, count, base, row_len, row_stride, out.device)
-                v = _values(kind, None, g, count, key, seed, p, ip, out.device)
+                v = _values(kind, None, g, count, key, seed, p, ip, out.device, out.dtype)
             if kind == T.KIND_CONSTANT and out.dtype in (torch.float16, torch.bfloat16):
                 v = v.to(torch.float32)  # torch's fill_ rounds through float for half types
             flat[start : start + count].copy_(v)

@@ -119,13 +119,14 @@ def _uniform(a: float, b: float) -> Resolved:
             raise RuntimeError(f"{name} is out of bounds for double")
     if a > b:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
-    return Resolved(KIND_UNIFORM, (f32((a + b) / 2), f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
+    # exact doubles; build_tables rounds them for the group's dtype (stream contract v2)
+    return Resolved(KIND_UNIFORM, ((a + b) / 2, (b - a) / 2, 0.0, 0.0, float(a), float(b)))
 
 
 def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float = -_INF, hi: float = _INF) -> Resolved:
     if not std >= 0:  # NaN too, as torch
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
-    return Resolved(KIND_NORMAL, (f32(c), f32(h), f32(mean), f32(std), f32(lo), f32(hi)))
+    return Resolved(KIND_NORMAL, (float(c), float(h), float(mean), float(std), float(lo), float(hi)))
 
 
 def _is_index(v: object) -> bool:

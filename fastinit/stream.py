@@ -171,17 +171,32 @@ def erfinv_f32(x: torch.Tensor) -> torch.Tensor:
     return p * x
 
 
-def transform(kind: int, s: torch.Tensor, p: list[float]) -> torch.Tensor:
-    """float32 value of each element from its symmetric uniform ``s`` (kinds UNIFORM and NORMAL)."""
+def normal_z(s: torch.Tensor, c: float, h: float) -> torch.Tensor:
+    """float32 standard-normal value z of each symmetric uniform ``s`` for the float32 map (c, h) into (-1, 1)."""
+    x = s * h
+    x = x + c
+    x = torch.clamp(x, -X_MAX, X_MAX)
+    return erfinv_f32(x) * SQRT2
+
+
+def transform(kind: int, s: torch.Tensor, p: list[float], out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Value of each element from its symmetric uniform ``s`` (kinds UNIFORM and NORMAL), stream contract v2.
+
+    ``p`` is a params row written for ``out_dtype`` (fastinit.tables.build_tables). For float32, bfloat16 and
+    float16 outputs the result is float32 (rounded to the output dtype by the caller); for float64 outputs it
+    is float64, the uniform and the normal's scale, shift and clamp computed in double.
+    """
+    c, h, mean, std, lo, hi = p
     if kind == KIND_UNIFORM:
-        v = s * p[1]
-        return v + p[0]
+        if out_dtype == torch.float64:
+            v = s.double() * h
+        else:
+            v = s * h
+        v = v + c
+        return torch.clamp(v, min=lo, max=hi)
     if kind == KIND_NORMAL:
-        x = s * p[1]
-        x = x + p[0]
-        x = torch.clamp(x, -X_MAX, X_MAX)
-        z = erfinv_f32(x) * SQRT2
-        v = z * p[3]
-        v = v + p[2]
-        return torch.clamp(v, min=p[4], max=p[5])
+        z = normal_z(s, c, h)
+        v = z.double() * std if out_dtype == torch.float64 else z * std
+        v = v + mean
+        return torch.clamp(v, min=lo, max=hi)
     raise ValueError(f"kind {kind} is not a random kind")

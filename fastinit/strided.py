@@ -44,6 +44,6 @@ def write_strided(backend: Backend, t: torch.Tensor, key: int, resolved: Resolve
     for index, offset in chunks(tuple(t.shape), limit):
         view = t[index]
         out = buf[:view.numel()].view(view.shape)
-        table, params = build_tables([(out.numel(), key, resolved, ShardMap(shard.base + offset))])
+        table, params = build_tables([(out.numel(), key, resolved, ShardMap(shard.base + offset))], t.dtype)
         backend.fill([out], table, params, to_signed64(seed))
         view.copy_(out)

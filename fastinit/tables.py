@@ -4,8 +4,10 @@ A group is launched as ``fill_group(outs, table, params, seed)``:
 
 - ``outs``: the contiguous output tensors (one dtype, one device), written in place;
 - ``table``: int64 ``[T, TABLE_COLS]`` on the CPU, columns below;
-- ``params``: float64 ``[T, PARAM_COLS]`` on the CPU; the random kinds hold float32 values in it
-  (exactly representable), CONSTANT holds the fill value as given;
+- ``params``: float64 ``[T, PARAM_COLS]`` on the CPU, written for the group's dtype by
+  :func:`build_tables` (stream contract v2, docs/STREAM.md section 5): float32 / bfloat16 / float16
+  groups hold float32 values (exactly representable) for the random kinds, float64 groups hold the
+  exact doubles a float64 tensor computes with; CONSTANT holds the fill value as given;
 - ``seed``: the 64-bit seed as a signed int64 (two's complement).
 
 Local element ``j`` of ``outs[t]`` (row-major) is global element
@@ -15,6 +17,7 @@ the kind's function of the stream word at that global index (docs/STREAM.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +42,7 @@ P_CENTER = 0  # UNIFORM, NORMAL: x = s * P_HALF_WIDTH + P_CENTER ; CONSTANT: the
 P_HALF_WIDTH = 1
 P_MEAN = 2  # NORMAL: v = z * P_STD + P_MEAN, then clamped to [P_LOW, P_HIGH]
 P_STD = 3
-P_LOW = 4
+P_LOW = 4  # UNIFORM: v clamped to [P_LOW, P_HIGH]; in a Resolved these are a and b of U(a, b)
 P_HIGH = 5
 PARAM_COLS = 6
 
@@ -57,7 +60,11 @@ def to_signed64(v: int) -> int:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A distribution resolved to the numbers a kernel needs (see the column docs above)."""
+    """A distribution resolved to the numbers a kernel needs (see the column docs above), as exact doubles.
+
+    UNIFORM(a, b) is ``(c, h, 0, 0, a, b)`` with ``c = (a + b) / 2, h = (b - a) / 2``; NORMAL is
+    ``(c, h, mean, std, lo, hi)``. :func:`build_tables` turns them into one group dtype's row.
+    """
 
     kind: int
     params: tuple[float, ...] = (0.0,) * PARAM_COLS
@@ -79,8 +86,52 @@ class ShardMap:
         return self.base, self.row_len, self.row_stride
 
 
-def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tables for ``rows`` of (local numel, 64-bit key, resolved distribution, shard map)."""
+def _next_below(v: torch.Tensor) -> torch.Tensor:
+    """The largest value of ``v``'s dtype strictly below each element (element-wise nextafter towards -inf)."""
+    return torch.nextafter(v, torch.full_like(v, -math.inf))
+
+
+def _dtype_params(kinds: torch.Tensor, params: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float64 params of a group of ``dtype`` from exact Resolved params (stream contract v2, section 5)."""
+    out = params.clone()
+    rand = (kinds == KIND_UNIFORM) | (kinds == KIND_NORMAL)
+    uni = kinds == KIND_UNIFORM
+    if dtype == torch.float64:
+        # x of the normal is still a float32 computation; everything after z, and the uniform, is double.
+        normal = kinds == KIND_NORMAL
+        out[normal, :2] = params[normal, :2].float().double()
+        a, b = params[uni, P_LOW], params[uni, P_HIGH]
+        out[uni, P_HIGH] = torch.where(b > a, _next_below(b), a)
+        return out
+    out[rand, :4] = params[rand, :4].float().double()
+    out[rand & ~uni, 4:] = params[rand & ~uni, 4:].float().double()
+    # torch draws from [dtype(a), dtype(b)): lo = dtype(a), hi = the dtype's largest value below dtype(b)
+    lo = params[uni, P_LOW].to(dtype)
+    hi = _next_below(params[uni, P_HIGH].to(dtype))
+    out[uni, P_LOW] = lo.double()
+    out[uni, P_HIGH] = torch.maximum(hi, lo).double()
+    return out
+
+
+def _check_uniform(rows: list[tuple[int, int, Resolved, ShardMap]]) -> None:
+    # A UNIFORM row clamps to [P_LOW, P_HIGH]: rows written before contract v2 left them 0 and would
+    # silently give all zeros, so refuse them loudly.
+    for _, _, res, _ in rows:
+        if res.kind == KIND_UNIFORM:
+            h, a, b = res.params[P_HALF_WIDTH], res.params[P_LOW], res.params[P_HIGH]
+            if not (a <= b and (a < b or h == 0)):
+                raise ValueError(f"UNIFORM params must be (c, h, 0, 0, a, b) with a <= b (contract v2), "
+                                 f"got {res.params}")
+
+
+def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]],
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables for ``rows`` of (local numel, 64-bit key, resolved distribution, shard map) of a ``dtype`` group.
+
+    The params are written for ``dtype`` (docs/STREAM.md section 5): the same Resolved gives other numbers
+    in a float64 group than in a float32 one, so a table is only valid for the dtype it was built for.
+    """
+    _check_uniform(rows)
     ints, floats = [], []
     for numel, key, res, smap in rows:
         ints.append([numel, to_signed64(key), res.kind, *smap.row(numel), *res.iparams])
@@ -88,4 +139,6 @@ def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]]) -> tuple[torch
     # one tensor construction per table: per-row tensors cost more than the kernel on small models
     table = torch.tensor(ints, dtype=torch.int64).reshape(len(rows), TABLE_COLS)
     params = torch.tensor(floats, dtype=torch.float64).reshape(len(rows), PARAM_COLS)
+    if rows:
+        params = _dtype_params(table[:, KIND], params, dtype)
     return table, params

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,16 +27,16 @@ _INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloa
 INF = math.inf
 
 
-def f32(v: float) -> float:
-    """``v`` rounded to float32, as the plan stores the parameters of the random kinds."""
-    return torch.tensor(v, dtype=torch.float32).item()
+def _uniform(a: float, b: float) -> Resolved:
+    """U(a, b) as the plan resolves it (exact doubles; build_tables rounds per dtype)."""
+    return Resolved(T.KIND_UNIFORM, ((a + b) / 2, (b - a) / 2, 0, 0, a, b))
 
 
 def _trunc_params(mean: float, std: float, a: float, b: float) -> tuple[float, ...]:
     alpha, beta = (a - mean) / std, (b - mean) / std
     phi_a = 0.5 * (1 + math.erf(alpha / math.sqrt(2)))
     phi_b = 0.5 * (1 + math.erf(beta / math.sqrt(2)))
-    return tuple(f32(v) for v in (phi_a + phi_b - 1, phi_b - phi_a, mean, std, a, b))
+    return (phi_a + phi_b - 1, phi_b - phi_a, mean, std, a, b)
 
 
 # (name, Resolved) covering every kind and the parameter shapes the plan produces.
@@ -42,10 +46,19 @@ SPECS = [
     ("const_neg", Resolved(T.KIND_CONSTANT, (-2.7182818284590455, 0, 0, 0, 0, 0))),
     ("const_big", Resolved(T.KIND_CONSTANT, (1e5, 0, 0, 0, 0, 0))),  # float16: inf, as .to()
     ("const_zero", Resolved(T.KIND_CONSTANT, (0.0, 0, 0, 0, 0, 0))),
-    ("uniform_sym", Resolved(T.KIND_UNIFORM, (0.0, f32(1 / math.sqrt(768)), 0, 0, 0, 0))),
-    ("uniform_asym", Resolved(T.KIND_UNIFORM, (f32(0.25), f32(1.75), 0, 0, 0, 0))),
+    ("uniform_sym", _uniform(-1 / math.sqrt(768), 1 / math.sqrt(768))),
+    ("uniform_asym", _uniform(-1.5, 2.0)),
+    ("uniform_01", _uniform(0.0, 1.0)),  # bf16/fp16: values that round to 1 are clamped below it
+    ("uniform_narrow", _uniform(1.0, 1.0000001)),  # float32: the clamp to [a, b) does all the work
+    ("uniform_f64_narrow", _uniform(0.1, 0.1 + 1e-12)),
+    ("uniform_point", _uniform(0.3, 0.3)),  # a == b: every value is a
+    ("uniform_tiny", _uniform(-1e-40, 1e-40)),  # subnormal bounds: h * 2^-23 is not a normal float32
     ("normal", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1.0, -INF, INF))),
-    ("normal_scaled", Resolved(T.KIND_NORMAL, (0.0, 1.0, f32(-0.3), f32(0.02), -INF, INF))),
+    ("normal_scaled", Resolved(T.KIND_NORMAL, (0.0, 1.0, -0.3, 0.02, -INF, INF))),
+    ("normal_tiny_std", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e-50, -INF, INF))),
+    ("normal_huge_std", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e300, -INF, INF))),
+    # float64: bounds that are +-inf as floats but clamp in double (c = 0, h = 1: the "plain" normal's shape)
+    ("normal_double_bounds", Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e300, -1e301, 1e299))),
     ("trunc_normal", Resolved(T.KIND_NORMAL, _trunc_params(0.0, 1.0, -2.0, 2.0))),
     ("trunc_normal_shifted", Resolved(T.KIND_NORMAL, _trunc_params(0.5, 0.02, 0.47, 0.6))),
     ("dirac_conv", Resolved(T.KIND_DIRAC, iparams=(6 * 9, 9, 2, 4))),  # [4, 6, 3, 3], groups=2
@@ -69,7 +82,7 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 
 def run_both(rows, dtype: torch.dtype, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Fill ``rows`` with the op and with the reference; outputs start as different garbage."""
-    table, params = build_tables(rows)
+    table, params = build_tables(rows, dtype)
     outs = [torch.full((n,), 7.0, dtype=dtype) for n, *_ in rows]
     refs = [torch.full((n,), -9.0, dtype=dtype) for n, *_ in rows]
     torch.ops.fastinit.fill_group(outs, table, params, seed)
@@ -85,19 +98,29 @@ def assert_bitwise(outs, refs, rows) -> None:
                                  f"got {o[bad].tolist()} want {r[bad].tolist()}")
 
 
-@pytest.fixture(params=["simd", "scalar"])
+PATHS = ["scalar", "avx2", "avx512"]
+
+
+def cpu_paths() -> list[str]:
+    """The SIMD paths this CPU runs (the op's own answer; the scalar path always)."""
+    return list(torch.ops.fastinit._cpu_simd_paths()) if _OK else []
+
+
+@pytest.fixture(params=PATHS)
 def cpu_path(request, monkeypatch):
-    """The AVX2 path (when the CPU has it) and the portable scalar path must give the same bits."""
-    if request.param == "scalar":
-        monkeypatch.setenv("FASTINIT_CPU_SIMD", "0")
+    """Each code path of the CPU kernel, forced with FASTINIT_CPU_SIMD: all must give the reference's bits."""
+    if request.param not in cpu_paths():
+        pytest.skip(f"this CPU lacks the {request.param} path's features (it runs {cpu_paths()})")
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", request.param)
+    assert torch.ops.fastinit._cpu_simd_path() == request.param
     return request.param
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("name", [n for n, _ in SPECS])
 def test_every_kind_and_dtype(name, dtype, threads, cpu_path):
-    if threads == 2 and cpu_path == "scalar":
-        pytest.skip("the scalar path is covered with 1 thread; threading is covered on the SIMD path")
+    if threads == 2 and cpu_path != cpu_paths()[-1]:
+        pytest.skip("threading is covered on the best path; the others with 1 thread")
     rng = random.Random(hash((name, str(dtype))) & 0xFFFF)
     res = SPEC_BY_NAME[name]
     rows = [(n, rng.getrandbits(64), res, rng.choice(SHARDS)) for n in NUMELS[:-1]]
@@ -132,7 +155,7 @@ def test_dirac_divisions_exact(base):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("trial", range(4))
-def test_random_groups(trial, dtype, threads):
+def test_random_groups(trial, dtype, threads, cpu_path):
     """Random compositions: many kinds, sizes and shard maps in one call, in random order."""
     rng = random.Random(1000 + trial)
     rows = []
@@ -151,13 +174,14 @@ def test_group_composition_and_order_do_not_matter(threads):
              rng.choice(SHARDS)) for _ in range(25)]
     seed = -123456789
     together, _ = run_both(rows, torch.float32, seed)
+    assert_bitwise(together, _, rows)
     perm = list(range(len(rows)))
     rng.shuffle(perm)
     shuffled, _ = run_both([rows[i] for i in perm], torch.float32, seed)
     for k, i in enumerate(perm):
         assert torch.equal(bits(shuffled[k]), bits(together[i]))
     for i, row in enumerate(rows):
-        table, params = build_tables([row])
+        table, params = build_tables([row], torch.float32)
         alone = [torch.empty(row[0])]
         torch.ops.fastinit.fill_group(alone, table, params, seed)
         assert torch.equal(bits(alone[0]), bits(together[i]))
@@ -176,15 +200,56 @@ def test_shard_equals_slice_of_full_tensor():
     assert torch.equal(bits(block), bits(full[:, 501:751].contiguous()))
 
 
-def test_dtypes_differ_only_by_rounding():
-    rows = [(100_003, 5, SPEC_BY_NAME["trunc_normal"], ShardMap())]
-    table, params = build_tables(rows)
+@pytest.mark.parametrize("name", ["trunc_normal", "normal_scaled", "uniform_sym"])
+def test_half_dtypes_differ_only_by_rounding(name):
+    """float16 / bfloat16 groups are the float32 values rounded (the uniform: except where they would reach b)."""
+    rows = [(100_003, 5, SPEC_BY_NAME[name], ShardMap())]
+    table, params = build_tables(rows, torch.float32)
     f = torch.empty(100_003)
     torch.ops.fastinit.fill_group([f], table, params, 1)
-    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+    for dtype in (torch.float16, torch.bfloat16):
+        table, params = build_tables(rows, dtype)
         o = torch.empty(100_003, dtype=dtype)
         torch.ops.fastinit.fill_group([o], table, params, 1)
-        assert torch.equal(bits(o), bits(f.to(dtype)))
+        want = f.to(dtype)
+        if name.startswith("uniform"):  # torch's range is [dtype(a), dtype(b)): the largest value below dtype(b)
+            b = torch.tensor(rows[0][2].params[T.P_HIGH], dtype=torch.float64).to(dtype)
+            want = torch.minimum(want, torch.nextafter(b, torch.tensor(-INF, dtype=dtype)))
+        assert torch.equal(bits(o), bits(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("a,b", [(0.0, 1.0), (1.0, 1.0000001), (0.1, 0.1 + 1e-12), (-3.0, -2.9999999999),
+                                 (-1e-3, 1e-3), (5.0, 5.0), (-65504.0, 65504.0)])
+def test_uniform_stays_in_torch_range(a, b, dtype, cpu_path):
+    """Every value lies in torch's [dtype(a), dtype(b)) (or is dtype(a) when that range is empty), in every dtype."""
+    rows = [(40_000, 11, _uniform(a, b), ShardMap(base=1))]
+    outs, refs = run_both(rows, dtype, 3)
+    assert_bitwise(outs, refs, rows)
+    o = outs[0].double()
+    lo = torch.tensor(a, dtype=torch.float64).to(dtype).double().item()
+    hi = torch.tensor(b, dtype=torch.float64).to(dtype).double().item()
+    assert o.min().item() >= lo
+    assert o.max().item() < hi or (o.max().item() == lo and hi <= lo)
+    if dtype == torch.float64 and b > a:
+        assert o.unique().numel() > 1000  # float64 parameters honoured: not a handful of float32 steps
+
+
+@pytest.mark.parametrize("std", [1e-50, 1e-30, 1e300, 3.0])
+def test_float64_normal_honours_float64_parameters(std, cpu_path):
+    """float64 groups scale and shift z in double: std 1e-50 is not 0, std 1e300 is not inf (contract v2)."""
+    rows = [(20_000, 2, Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.5 * std, std, -INF, INF)), ShardMap())]
+    outs, refs = run_both(rows, torch.float64, 9)
+    assert_bitwise(outs, refs, rows)
+    o = outs[0]
+    assert torch.isfinite(o).all() and (o != 0).all()
+    z = (o - 0.5 * std) / std
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+    # z itself is the float32 sequence: the same words give the float32 group's standard normal
+    f = torch.empty(20_000)
+    table, params = build_tables([(20_000, 2, SPEC_BY_NAME["normal"], ShardMap())], torch.float32)
+    torch.ops.fastinit.fill_group([f], table, params, 9)
+    assert torch.allclose(z, f.double(), rtol=1e-12, atol=1e-12)
 
 
 def test_constants_round_like_fill():
@@ -209,15 +274,17 @@ def test_known_answers_through_the_op():
         assert o.item() == float.fromhex(z)
 
 
-def test_streaming_store_path():
+def test_streaming_store_path(cpu_path):
     """Groups of >= 32 MB use non-temporal stores: check random tensors of such a group bit for bit."""
-    rows = [(9_000_000, 1, SPEC_BY_NAME["const_1/3"], ShardMap())]  # cheap bulk that makes the group big
-    rows += [(n, 2 + i, SPEC_BY_NAME[k], ShardMap(base=b))
-             for i, (n, k, b) in enumerate([(100_000, "normal", 0), (65_537, "uniform_asym", 1),
-                                            (4096, "trunc_normal", 2), (50_001, "uniform_sym", 0)])]
-    for dtype in (torch.float32, torch.bfloat16):
+    randoms = [(n, 2 + i, SPEC_BY_NAME[k], ShardMap(base=b))
+               for i, (n, k, b) in enumerate([(100_000, "normal", 0), (65_537, "uniform_asym", 1),
+                                              (4096, "trunc_normal", 2), (50_001, "uniform_sym", 0),
+                                              (70_000, "uniform_01", 0)])]
+    for dtype in DTYPES:
+        bulk = (34 * 2**20) // torch.empty((), dtype=dtype).element_size()  # cheap bulk that makes the group big
+        rows = [(bulk, 1, SPEC_BY_NAME["const_1/3"], ShardMap())] + randoms
         outs, refs = run_both(rows, dtype, -1)
-        assert sum(o.numel() * o.element_size() for o in outs) >= 32 * 2**20 or dtype != torch.float32
+        assert sum(o.numel() * o.element_size() for o in outs) >= 32 * 2**20
         assert_bitwise(outs, refs, rows)
 
 
@@ -315,7 +382,7 @@ def test_bfloat16_tensor_past_2_pow_31_elements():
     n = 2**31 + 2**20 + 3
     key, seed = 0x0123456789ABCDEF, -42
     res = SPEC_BY_NAME["uniform_asym"]
-    table, params = build_tables([(n, key, res, ShardMap(base=1))])
+    table, params = build_tables([(n, key, res, ShardMap(base=1))], torch.bfloat16)
     try:
         out = torch.empty(n, dtype=torch.bfloat16)
     except RuntimeError as exc:  # not enough memory on this machine
@@ -327,8 +394,107 @@ def test_bfloat16_tensor_past_2_pow_31_elements():
                              + random.Random(0).sample(range(2**31, n), 20), dtype=torch.int64)
         glob = local + 1  # BASE = 1
         words = stream.raw_bits(glob, key, T.to_signed64(seed) & (2**64 - 1))
-        want = stream.transform(T.KIND_UNIFORM, stream.symmetric_uniform(words), list(res.params)).to(torch.bfloat16)
+        want = stream.transform(T.KIND_UNIFORM, stream.symmetric_uniform(words), params[0].tolist()).to(torch.bfloat16)
         assert torch.equal(bits(out[local]), bits(want))
     finally:
         del out
         gc.collect()
+
+
+# ---- the SIMD paths' exact shortcuts (csrc/fill_cpu_simd.h, csrc/fill_cpu_avx512.cpp), checked exhaustively ----
+
+ALL_M = torch.arange(2**23, dtype=torch.int64)  # every 23-bit m = word >> 9
+
+
+def test_symmetric_integer_trick_is_exact_for_every_m():
+    """(x | 0x1FF) ^ 0x800000FF as an int32 is (2m + 1 - 2^23) * 2^8 for every m = x >> 9 (and any low bits)."""
+    low = torch.randint(0, 512, (2**23,), generator=torch.Generator().manual_seed(0))
+    x = (ALL_M << 9) | low
+    t = ((x | 0x1FF) ^ 0x800000FF) & 0xFFFFFFFF
+    t = torch.where(t >= 2**31, t - 2**32, t)  # as int32
+    assert torch.equal(t, (2 * ALL_M + 1 - 2**23) * 256)
+    # and the AVX2 path's form, (x >> 8 | 1) - 2^23
+    assert torch.equal(((x >> 8) | 1) - 2**23, 2 * ALL_M + 1 - 2**23)
+
+
+@pytest.mark.parametrize("h", [1.0, 0.0360843912, 1 / 3, 2.0**-95, 3.4e38, 1.5, 7e-20, 0.1])
+def test_uniform_scale_fold_is_exact_for_every_m(h):
+    """round(cvt(n * 2^8) * (h * 2^-31)) == round(round(n * 2^-23) * h) for all 2^23 n where the host allows the
+    fold (h * 2^-31 an exact normal float32): the AVX-512 uniform's one-multiply form is the reference's value."""
+    hf = torch.tensor(h, dtype=torch.float32)
+    hs = hf * 2.0**-31
+    assert hs.item() * 2.0**31 == hf.item() and hs.item() >= 2.0**-126, "the host would not fold this h"
+    n = 2 * ALL_M + 1 - 2**23
+    ref = (n.float() * 2.0**-23) * hf
+    got = (n * 256).float() * hs
+    assert torch.equal(got.view(torch.int32), ref.view(torch.int32))
+
+
+def _avx512_or_skip(native: bool) -> None:
+    if "avx512" not in cpu_paths():
+        pytest.skip(f"this CPU lacks the avx512 path's features (it runs {cpu_paths()})")
+    flags = open("/proc/cpuinfo").read() if native else ""
+    if native and "avx512_bf16" not in flags:
+        pytest.skip("this CPU lacks avx512_bf16 (vcvtne2ps2bf16)")
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["integer", "vcvtne2ps2bf16"])
+@pytest.mark.parametrize("exponent", [0, 1, 100, 127, 200, 253, 254, 255])  # denormals, normals, max, inf/NaN
+def test_avx512_bfloat16_rounding_is_torchs_for_every_mantissa(exponent, native):
+    """The AVX-512 bfloat16 store's rounding, for all 2^23 mantissas of an exponent and both signs, equals torch's
+    float32 -> bfloat16 cast (round to nearest even, canonical NaN), whether vcvtne2ps2bf16 or integer rounding."""
+    _avx512_or_skip(native)
+    mant = torch.arange(2**23, dtype=torch.int64)
+    sign = (mant * 2654435761 >> 7) & 1  # both signs, mixed within every vector
+    b = (sign << 31) | (exponent << 23) | mant
+    x = torch.where(b >= 2**31, b - 2**32, b).to(torch.int32).view(torch.float32)
+    got = torch.ops.fastinit._avx512_bf16_round(x, native)
+    want = x.to(torch.bfloat16)
+    nan = torch.isnan(x)
+    assert torch.equal(got[~nan].view(torch.int16), want[~nan].view(torch.int16))
+    assert (got[nan].view(torch.int16) == 0x7FC0).all()  # c10::BFloat16's NaN, as the scalar path
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_runs_across_a_2_pow_32_quad_boundary(dtype, cpu_path):
+    """Quad counters whose high word changes inside a SIMD step (global index 2^34) take the general Philox path."""
+    rows = [(4096 + k, 9 + k, SPEC_BY_NAME[name], ShardMap(base=2**34 - 2048 - k))
+            for k, name in enumerate(["uniform_sym", "uniform_asym", "normal", "trunc_normal", "uniform_01"])]
+    outs, refs = run_both(rows, dtype, 77)
+    assert_bitwise(outs, refs, rows)
+
+
+def test_forcing_a_path_the_cpu_lacks_or_an_unknown_one_raises(monkeypatch):
+    outs, table, params = _good()
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", "avx9")
+    with pytest.raises(RuntimeError, match="FASTINIT_CPU_SIMD=avx9 is not one of"):
+        torch.ops.fastinit.fill_group(outs, table, params, 0)
+    for path in PATHS:
+        if path not in cpu_paths():
+            monkeypatch.setenv("FASTINIT_CPU_SIMD", path)
+            with pytest.raises(RuntimeError, match="this CPU lacks"):
+                torch.ops.fastinit.fill_group(outs, table, params, 0)
+    monkeypatch.delenv("FASTINIT_CPU_SIMD")
+    assert torch.ops.fastinit._cpu_simd_path() == cpu_paths()[-1]  # unset: the best this CPU has
+
+
+def test_backends_report_the_simd_path(monkeypatch):
+    from fastinit.backends import cpu_simd
+
+    info = cpu_simd()
+    assert info["path"] == cpu_paths()[-1] and info["paths"] == cpu_paths()
+    if "avx512" in info["paths"]:
+        assert {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(info["flags"])
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", "scalar")
+    assert cpu_simd()["path"] == "scalar"
+
+
+def test_cli_backends_names_the_simd_path():
+    """``python -m fastinit backends`` says which SIMD path the CPU kernel runs, and a forced one is followed."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FASTINIT_CPU_SIMD": "scalar", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "fastinit", "backends"], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("cpu SIMD path:")]
+    assert line and line[0].startswith("cpu SIMD path: scalar (this CPU runs: " + ", ".join(cpu_paths()))

@@ -59,10 +59,15 @@ INF = math.inf
 SPECS = [
     Resolved(T.KIND_CONSTANT, (0.1, 0, 0, 0, 0, 0)),
     Resolved(T.KIND_CONSTANT, (1 / 3, 0, 0, 0, 0, 0)),
-    Resolved(T.KIND_UNIFORM, (0.0, 0.0360843912, 0, 0, 0, 0)),
-    Resolved(T.KIND_UNIFORM, (0.25, 1.75, 0, 0, 0, 0)),
+    Resolved(T.KIND_UNIFORM, (0.0, 0.0360843912, 0, 0, -0.0360843912, 0.0360843912)),
+    Resolved(T.KIND_UNIFORM, (0.25, 1.75, 0, 0, -1.5, 2.0)),
+    Resolved(T.KIND_UNIFORM, (0.5, 0.5, 0, 0, 0.0, 1.0)),  # bf16/fp16: clamped below 1 (contract v2)
+    Resolved(T.KIND_UNIFORM, (1.00000005, 0.00000005, 0, 0, 1.0, 1.0000001)),  # float32: all values clamped
+    Resolved(T.KIND_UNIFORM, (0.1 + 5e-13, 5e-13, 0, 0, 0.1, 0.1 + 1e-12)),  # float64: double arithmetic
     Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1.0, -INF, INF)),
     Resolved(T.KIND_NORMAL, (0.0, 0.9544997215270996, 0.0, 1.0, -2.0, 2.0)),
+    Resolved(T.KIND_NORMAL, (0.0, 1.0, 1e-50, 1e-50, -INF, INF)),  # float64: not 0
+    Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.0, 1e300, -INF, INF)),  # float64: not inf
     Resolved(T.KIND_DIRAC, iparams=(54, 9, 2, 4)),
     Resolved(T.KIND_DIRAC, iparams=(7, 1, 5, 0)),
 ]
@@ -89,7 +94,7 @@ def test_cuda_matches_reference(trial, dtype, launch):
     rng = random.Random(trial)
     rows = [(rng.choice(NUMELS), rng.getrandbits(64), rng.choice(SPECS), rng.choice(SHARDS)) for _ in range(40)]
     rows += [(n, rng.getrandbits(64), s, ShardMap(base=1)) for s in SPECS for n in (5, 1_000_003)]
-    table, params = build_tables(rows)
+    table, params = build_tables(rows, dtype)
     seed = T.to_signed64(rng.getrandbits(64) | (1 << 63))
     # trial 1: unaligned outputs; trial 2: a grid smaller than the block count (the grid-stride loop)
     outs = _outputs(rows, dtype, device, offset=trial == 1)
@@ -100,7 +105,7 @@ def test_cuda_matches_reference(trial, dtype, launch):
         assert torch.equal(bits(o.cpu()), bits(r)), (i, rows[i])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
 def test_every_shard_map_and_size(dtype, launch):
     """Each (spec, shard map, size) alone and all together: run edges, partial quads, empty tensors."""
     device, fill = launch
@@ -108,7 +113,7 @@ def test_every_shard_map_and_size(dtype, launch):
     shards = SHARDS + [ShardMap(base=2**31 - 2, row_len=64, row_stride=2**20 + 1), ShardMap(base=4, row_len=8,
                                                                                                row_stride=12)]
     rows = [(n, rng.getrandbits(64), s, m) for s in SPECS for m in shards for n in NUMELS[:-1]]
-    table, params = build_tables(rows)
+    table, params = build_tables(rows, dtype)
     outs = _outputs(rows, dtype, device, offset=False)
     refs = [torch.full((n,), -9.0, dtype=dtype) for n, *_ in rows]
     fill(outs, table, params, -5)
@@ -152,15 +157,15 @@ def test_cuda_bfloat16_past_2_pow_31_elements():
     if torch.cuda.mem_get_info()[0] < 6 * 2**30:
         pytest.skip("needs about 5 GB of free GPU memory")
     key, seed = 0x0123456789ABCDEF, -42
-    res = SPECS[5]
-    table, params = build_tables([(n, key, res, ShardMap(base=1))])
+    res = SPECS[8]
+    table, params = build_tables([(n, key, res, ShardMap(base=1))], torch.bfloat16)
     out = torch.empty(n, dtype=torch.bfloat16, device="cuda")
     try:
         torch.ops.fastinit.fill_group([out], table, params, seed)
         local = torch.tensor([0, 3, 2**31 - 1, 2**31, 2**31 + 1, 2**31 + 2, 2**31 + 3, n - 2, n - 1]
                              + random.Random(0).sample(range(2**31, n), 20), dtype=torch.int64)
         words = stream.raw_bits(local + 1, key, seed & (2**64 - 1))
-        want = stream.transform(T.KIND_NORMAL, stream.symmetric_uniform(words), list(res.params)).to(torch.bfloat16)
+        want = stream.transform(T.KIND_NORMAL, stream.symmetric_uniform(words), params[0].tolist()).to(torch.bfloat16)
         assert torch.equal(bits(out[local.cuda()].cpu()), bits(want))
     finally:
         del out

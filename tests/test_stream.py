@@ -122,3 +122,86 @@ def test_extreme_words_give_finite_tails():
     assert torch.isfinite(z).all()
     assert z[0].item() == -z[1].item()
     assert math.isclose(z[1].item(), scipy.stats.norm.ppf(1 - 2.0**-24), rel_tol=1e-5)
+
+
+# ---- stream contract v2 (docs/STREAM.md sections 3 and 5): per-dtype parameters, the uniform's clamp, float64 ----
+
+def _uniform_res(a: float, b: float):
+    from fastinit import tables as T
+
+    return T.Resolved(T.KIND_UNIFORM, ((a + b) / 2, (b - a) / 2, 0.0, 0.0, a, b))
+
+
+def _values(res, dtype, n=5, key=0xDEADBEEFCAFEF00D, seed=42, base=2**40 + 3):
+    from fastinit import tables as T
+    from fastinit.reference import fill_group_reference
+
+    table, params = T.build_tables([(n, key, res, T.ShardMap(base=base))], dtype)
+    out = torch.empty(n, dtype=dtype)
+    fill_group_reference([out], table, params, seed)
+    return out
+
+
+V2_KNOWN = [  # (name, resolved params, dtype, values at global 2^40+3 .. 2^40+7, key 0xDEADBEEFCAFEF00D, seed 42)
+    ("float64 U(0.1, 0.1 + 1e-12)", "uniform", (0.1, 0.1 + 1e-12), torch.float64,
+     ["0x1.99999999aaaabp-4", "0x1.99999999a20f9p-4", "0x1.999999999f0ecp-4", "0x1.99999999a5465p-4",
+      "0x1.99999999a1351p-4"]),
+    ("float64 N(0, 1e-50)", "normal", (0.0, 1e-50), torch.float64,
+     ["0x1.c2c5b1296d42dp-166", "-0x1.6e7c25cb3c8c0p-171", "-0x1.da4ff032edea2p-168", "0x1.948d9631fd4fep-168",
+      "-0x1.46120da5fdfa2p-169"]),
+    ("float64 N(0, 1e300)", "normal", (0.0, 1e300), torch.float64,
+     ["0x1.67cf244c9c29bp+997", "-0x1.2487d0701abb0p+992", "-0x1.7a99540bdfbabp+995", "0x1.42eaaee186aaap+995",
+      "-0x1.04457fa4b6cfcp+994"]),
+    ("float32 U(1, 1.0000001)", "uniform", (1.0, 1.0000001), torch.float32, ["0x1.0000000000000p+0"] * 5),
+    ("bfloat16 U(0, 1)", "uniform", (0.0, 1.0), torch.bfloat16,
+     ["0x1.f000000000000p-1", "0x1.ec00000000000p-2", "0x1.3e00000000000p-2", "0x1.5400000000000p-1",
+      "0x1.ba00000000000p-2"]),
+    ("float16 U(0, 1)", "uniform", (0.0, 1.0), torch.float16,
+     ["0x1.f0c0000000000p-1", "0x1.ec80000000000p-2", "0x1.3dc0000000000p-2", "0x1.53c0000000000p-1",
+      "0x1.bac0000000000p-2"]),
+]
+
+
+@pytest.mark.parametrize("name,kind,args,dtype,want", V2_KNOWN, ids=[k[0] for k in V2_KNOWN])
+def test_contract_v2_known_answers(name, kind, args, dtype, want):
+    from fastinit import tables as T
+
+    res = _uniform_res(*args) if kind == "uniform" else T.Resolved(T.KIND_NORMAL, (0.0, 1.0, *args, -INF, INF))
+    got = _values(res, dtype)
+    assert [v.hex() for v in got.double().tolist()] == [float.fromhex(w).hex() for w in want]
+
+
+def test_float64_normal_is_float32_z_scaled_in_double():
+    """float64 N(mean, std): z is the float32 sequence (its known answers), then z * std + mean in double."""
+    from fastinit import tables as T
+
+    for seed, key, index, _word, _u, z in KNOWN:
+        res = T.Resolved(T.KIND_NORMAL, (0.0, 1.0, 0.25, 1e-40, -INF, INF))
+        got = _values(res, torch.float64, n=1, key=key, seed=seed, base=index).item()
+        assert got == float.fromhex(z) * 1e-40 + 0.25
+
+
+def test_uniform_clamps_to_torch_half_open_range_at_the_extreme_words():
+    """Words 0 and 2^32 - 1 give the extreme s: U(0, 1) must stay in [0, 1) after rounding to every dtype."""
+    from fastinit import tables as T
+
+    words = torch.tensor([0, 2**32 - 1], dtype=torch.int64)
+    s = S.symmetric_uniform(words)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        _, params = T.build_tables([(2, 0, _uniform_res(0.0, 1.0), T.ShardMap())], dtype)
+        v = S.transform(S.KIND_UNIFORM, s, params[0].tolist(), dtype).to(dtype)
+        assert v[0].item() > 0 and v[1].item() < 1, (dtype, v)
+    # bfloat16: 1 - 2^-24 would round to 1.0; the clamp makes it the largest bfloat16 below 1
+    _, params = T.build_tables([(2, 0, _uniform_res(0.0, 1.0), T.ShardMap())], torch.bfloat16)
+    assert S.transform(S.KIND_UNIFORM, s, params[0].tolist())[1].item() == 1 - 2.0**-8
+
+
+def test_float32_uniform_known_answers_unchanged():
+    """Contract v2 left ordinary float32 uniforms alone: U(-1, 1) is still s itself (tests above pin s)."""
+    from fastinit import tables as T
+
+    bits = S.raw_bits_range(0, 4, 0, 0)
+    _, params = T.build_tables([(4, 0, _uniform_res(-1.0, 1.0), T.ShardMap())], torch.float32)
+    v = S.transform(S.KIND_UNIFORM, S.symmetric_uniform(bits), params[0].tolist())
+    assert v.tolist() == [(2 * (w >> 9) + 1 - 2**23) * 2.0**-23 for w in (0x6627E8D5, 0xE169C58D, 0xBC57AC4C,
+                                                                          0x9B00DBD8)]

@@ -29,7 +29,7 @@ from fastinit import init as F
 # Checks that need issue 10 item 5 (values inside [a, b) in every dtype, float64 arithmetic for float64
 # tensors): contract v2, lands with wt-simd. A failing pending check is reported, not counted as a
 # mismatch; the lead empties this set after the merge so that they are enforced.
-PENDING_CHECKS = {"uniform_bounds", "float64_precision"}
+PENDING_CHECKS: set[str] = set()
 
 CI_CALLS = 3000
 NAN, INF = float("nan"), float("inf")
@@ -279,14 +279,17 @@ def compare(name, args, gen_arg, kind, dtype, theirs: Outcome, mine: Outcome) ->
         inside = bool((o >= lo).all()) and (bool((o < b).all()) or a == b or o.isinf().any())
         check("uniform_bounds", inside, f"U({a!r}, {b!r}) {dtype}: [{o.min().item()!r}, {o.max().item()!r}]")
         if dtype == torch.float64 and b > a and o.numel() >= 8:
-            check("float64_precision", o.unique().numel() > 1, f"U({a!r}, {b!r}) gives one value")
+            # torch is the oracle: one value is a defect only where torch's values vary
+            check("float64_precision", o.unique().numel() > 1 or r.unique().numel() == 1,
+                  f"U({a!r}, {b!r}) gives one value")
     if base == "trunc_normal_":
         a, b = (float(x) for x in _full_args(args, (0.0, 1.0, -2.0, 2.0))[2:])
         lo, hi = (torch.tensor([a, b], dtype=torch.float64).to(dtype).double()).tolist()
         check("trunc_bounds", bool(((o >= lo) & (o <= hi)).all()), f"[{a}, {b}] {dtype}: {ours}")
     if base == "normal_" and dtype == torch.float64 and o.numel() >= 8:
         mean, std = (float(x) for x in _full_args(args, (0.0, 1.0)))
-        check("float64_precision", bool((o != mean).any()) or std == 0.0, f"N({mean!r}, {std!r}) float64: {ours}")
+        check("float64_precision", bool((o != mean).any()) or std == 0.0 or not bool((r != mean).any()),
+              f"N({mean!r}, {std!r}) float64: {ours}")
     return bad, pending
 
 

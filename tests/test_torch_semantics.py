@@ -43,10 +43,11 @@ def check_same(spec, shape, calls):
     (name, (p, q)), = calls
     if name == "uniform_":
         assert res.kind == S.KIND_UNIFORM
-        assert res.params[:2] == (f32((p + q) / 2), f32((q - p) / 2))
+        # exact doubles (stream contract v2): build_tables rounds them per dtype
+        assert res.params == ((p + q) / 2, (q - p) / 2, 0.0, 0.0, p, q)
     else:
         assert res.kind == S.KIND_NORMAL
-        assert res.params[2:4] == (f32(p), f32(q)) and res.params[:2] == (0.0, 1.0)
+        assert res.params[2:4] == (p, q) and res.params[:2] == (0.0, 1.0)
 
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if 0 not in s])
@@ -533,3 +534,19 @@ def test_a_check_that_passed_for_one_dtype_still_runs_for_another():
     with pytest.raises(RuntimeError) as mine:
         fastinit.apply(model, fastinit.Rules([("*", spec)]), seed=0)
     assert str(mine.value) == str(theirs.value) and (model[0] == 7).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("spec", [fastinit.Uniform(0.0, 1.0), fastinit.Normal(0.0, 1e-3),
+                                  fastinit.TruncNormal(0, 1, -1, 2)])
+def test_strided_writes_use_their_dtypes_tables(dtype, spec, monkeypatch):
+    # a transposed tensor is written in chunks: each chunk's table must be the one of its dtype (contract v2:
+    # uniform bounds per dtype, float64 in double), so it equals the contiguous write, transposed back
+    monkeypatch.setattr("fastinit.strided.CHUNK_ELEMENTS", 7)
+    rules = fastinit.Rules([("*", spec)])
+    flat = torch.nn.ParameterDict({"w": torch.nn.Parameter(torch.empty(12, 10, dtype=dtype))})
+    fastinit.apply(flat, rules, seed=4)
+    strided = torch.nn.ParameterDict({"w": torch.nn.Parameter(torch.empty(10, 12, dtype=dtype).t())})
+    fastinit.apply(strided, rules, seed=4)
+    assert not strided["w"].is_contiguous()
+    assert torch.equal(strided["w"].detach(), flat["w"].detach())

@@ -44,16 +44,17 @@ def _phi(x: float) -> float:
 
 
 def _uniform(a: float, b: float) -> T.Resolved:
-    return T.Resolved(T.KIND_UNIFORM, (_f32((a + b) / 2), _f32((b - a) / 2), 0.0, 0.0, 0.0, 0.0))
+    # exact doubles, as the plan resolves them; build_tables rounds per dtype (stream contract v2)
+    return T.Resolved(T.KIND_UNIFORM, ((a + b) / 2, (b - a) / 2, 0.0, 0.0, a, b))
 
 
 def _normal(mean: float, std: float) -> T.Resolved:
-    return T.Resolved(T.KIND_NORMAL, (0.0, 1.0, _f32(mean), _f32(std), -INF, INF))
+    return T.Resolved(T.KIND_NORMAL, (0.0, 1.0, mean, std, -INF, INF))
 
 
 def _trunc_normal(mean: float, std: float, a: float, b: float) -> T.Resolved:
     pa, pb = _phi((a - mean) / std), _phi((b - mean) / std)
-    return T.Resolved(T.KIND_NORMAL, (_f32(pa + pb - 1), _f32(pb - pa), _f32(mean), _f32(std), _f32(a), _f32(b)))
+    return T.Resolved(T.KIND_NORMAL, (pa + pb - 1, pb - pa, mean, std, a, b))
 
 
 def _constant(v: float) -> T.Resolved:
@@ -100,13 +101,17 @@ def cases() -> dict[str, list[tuple[int, int, T.Resolved, T.ShardMap]]]:
         (3 * 7, 16, _eye(6, 7), T.ShardMap(base=21)),
         (50, 17, _constant(-2.5), T.ShardMap(base=3, row_len=5, row_stride=9)),
     ]
+    # Contract v2: the uniform's clamp to [dtype(a), dtype(b)) and float64 arithmetic for float64 outputs.
+    v2 = [(301, 21, _uniform(0.0, 1.0), flat), (64, 22, _uniform(1.0, 1.0000001), flat),
+          (77, 23, _uniform(0.1, 0.1 + 1e-12), flat), (40, 24, _uniform(0.3, 0.3), flat),
+          (99, 25, _normal(1e-50, 1e-50), flat), (45, 26, _normal(0.0, 1e300), flat)]
     # "offset" = mixed written through views one element into their storage: outputs not 16-byte aligned.
-    return {"mixed": mixed, "shards": shards, "offset": mixed}
+    return {"mixed": mixed, "shards": shards, "offset": mixed, "v2": v2}
 
 
-SEEDS = {"mixed": HIGH_SEED, "shards": 0xFFFF_FFFF_FFFF_FFFF, "offset": 7}
+SEEDS = {"mixed": HIGH_SEED, "shards": 0xFFFF_FFFF_FFFF_FFFF, "offset": 7, "v2": 5}
 # Which store variant each group must take (ALIGNED: vector stores on a GPU), so that both are checked.
-EXPECT_ALIGNED = {"mixed": True, "shards": False, "offset": False}
+EXPECT_ALIGNED = {"mixed": True, "shards": False, "offset": False, "v2": True}
 
 
 def _outputs(group: str, rows, dtype) -> list[torch.Tensor]:
@@ -117,7 +122,7 @@ def _outputs(group: str, rows, dtype) -> list[torch.Tensor]:
 
 
 def _reference(rows, dtype, seed, device="cpu") -> list[torch.Tensor]:
-    table, params = T.build_tables(rows)
+    table, params = T.build_tables(rows, dtype)
     outs = [torch.full((n,), float("nan"), dtype=dtype, device=device) for n, *_ in rows]
     fill_group_reference(outs, table, params, seed)
     return outs
@@ -192,8 +197,8 @@ def _interpreter_main() -> None:
         print(json.dumps(res))
         return
     for name, rows in cases().items():
-        table, params = T.build_tables(rows)
         for dtype in DTYPES:
+            table, params = T.build_tables(rows, dtype)
             outs = _outputs(name, rows, dtype)
             res["aligned"][f"{name}/{dtype}"] = TF.pack_tables(outs, table, params, 0).aligned
             torch.ops.fastinit.fill_group_triton(outs, table, params, T.to_signed64(SEEDS[name]))
@@ -210,12 +215,12 @@ def _interpreter_main() -> None:
 
     # The same launch gives the same bits whatever the grouping: each tensor alone equals it in a group.
     rows = cases()["mixed"]
-    table, params = T.build_tables(rows)
+    table, params = T.build_tables(rows, torch.bfloat16)
     together = [torch.empty(n, dtype=torch.bfloat16) for n, *_ in rows]
     torch.ops.fastinit.fill_group_triton(together, table, params, 42)
     alone = []
     for r in rows:
-        t1, p1 = T.build_tables([r])
+        t1, p1 = T.build_tables([r], torch.bfloat16)
         alone.append(torch.empty(r[0], dtype=torch.bfloat16))
         torch.ops.fastinit.fill_group_triton(alone[-1:], t1, p1, 42)
     res["grouping"] = _mismatches(together, alone)
@@ -381,10 +386,10 @@ cuda = pytest.mark.skipif(_cuda_skip_reason() is not None, reason=str(_cuda_skip
 
 @cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("group", ["mixed", "shards"])
+@pytest.mark.parametrize("group", ["mixed", "shards", "v2"])
 def test_cuda_bitwise_equal_to_reference(group, dtype):
     rows = cases()[group]
-    table, params = T.build_tables(rows)
+    table, params = T.build_tables(rows, dtype)
     seed = T.to_signed64(SEEDS[group])
     outs = [torch.full((n,), float("nan"), dtype=dtype, device="cuda") for n, *_ in rows]
     torch.ops.fastinit.fill_group_triton(outs, table, params, seed)
@@ -398,7 +403,7 @@ def test_cuda_past_2_pow_31_elements_bfloat16():
     if torch.cuda.mem_get_info()[0] < 2 * n + (1 << 30):
         pytest.skip("not enough free GPU memory for a 2^31-element bfloat16 tensor")
     rows = [(n, HIGH_KEY, _normal(0.0, 0.02), T.ShardMap(base=3))]
-    table, params = T.build_tables(rows)
+    table, params = T.build_tables(rows, torch.bfloat16)
     out = torch.empty(n, dtype=torch.bfloat16, device="cuda")
     torch.ops.fastinit.fill_group_triton([out], table, params, T.to_signed64(HIGH_SEED))
     for start in (0, (1 << 31) - 4096, n - 5000):
@@ -416,7 +421,7 @@ def test_cuda_one_launch_per_group(dtype):
     from torch.profiler import ProfilerActivity, profile
 
     rows = cases()["mixed"] + cases()["shards"]
-    table, params = T.build_tables(rows)
+    table, params = T.build_tables(rows, dtype)
     outs = [torch.empty(n, dtype=dtype, device="cuda") for n, *_ in rows]
     torch.ops.fastinit.fill_group_triton(outs, table, params, 1)  # autotunes (many launches) the first time
     torch.cuda.synchronize()

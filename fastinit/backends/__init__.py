@@ -62,3 +62,10 @@ def auto_order(device: torch.device) -> tuple[str, ...]:
 def backends() -> dict[str, str | None]:
     """Each backend's name mapped to None when it is available here, else the reason it is not."""
     return {name: get_backend(name).unavailable() for name in _REGISTRY}
+
+
+def cpu_simd() -> dict:
+    """Which SIMD path the ``cpu`` backend's kernel runs here (see :func:`fastinit.backends.cpu.simd_info`)."""
+    from .cpu import simd_info
+
+    return simd_info()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from .. import _ext
@@ -23,3 +25,51 @@ class CpuBackend(Backend):
         """Write the group in place (as ``fastinit.reference.fill_group_reference``, bit for bit)."""
         _ext.load()
         torch.ops.fastinit.fill_group(outs, table, params, seed)
+
+
+# The /proc/cpuinfo flags the kernel's SIMD paths use (avx2 path: avx2 + f16c; avx512 path: f, bw, vl, dq).
+SIMD_FLAGS = ("avx2", "f16c", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()`` where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_simd_flags() -> list[str]:
+    """Which of :data:`SIMD_FLAGS` this CPU reports (empty where ``/proc/cpuinfo`` is not there)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SIMD_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def simd_info() -> dict:
+    """The CPU kernel's SIMD path: ``{"path", "paths", "cpu", "flags"}``.
+
+    ``path`` is what ``fill_group`` runs now (``FASTINIT_CPU_SIMD`` forces scalar / avx2 / avx512; unset, the
+    best the CPU has), or ``"unavailable: ..."`` / ``"error: ..."``; ``paths`` every path this CPU can run.
+    No torch equivalent (torch's own kernels pick their SIMD level through ATEN_CPU_CAPABILITY).
+    """
+    ok, why = _ext.load()
+    info = {"cpu": cpu_model(), "flags": cpu_simd_flags()}
+    if not ok:
+        return {"path": f"unavailable: {why}", "paths": [], **info}
+    paths = list(torch.ops.fastinit._cpu_simd_paths())
+    try:
+        path = str(torch.ops.fastinit._cpu_simd_path())
+    except RuntimeError as exc:  # FASTINIT_CPU_SIMD asks for a path this CPU lacks, or is not a path name
+        path = f"error: {exc}".splitlines()[0]
+    return {"path": path, "paths": paths, **info}

@@ -119,6 +119,28 @@ if TRITON_ERROR is None:
             return a - b
 
     @triton.jit
+    def _mul64(a, b, RN: tl.constexpr):
+        if RN:
+            return tl.inline_asm_elementwise("mul.rn.f64 $0, $1, $2;", "=d,d,d", [a, b], dtype=tl.float64,
+                                             is_pure=True, pack=1)
+        else:
+            return a * b
+
+    @triton.jit
+    def _add64(a, b, RN: tl.constexpr):
+        if RN:
+            return tl.inline_asm_elementwise("add.rn.f64 $0, $1, $2;", "=d,d,d", [a, b], dtype=tl.float64,
+                                             is_pure=True, pack=1)
+        else:
+            return a + b
+
+    @triton.jit
+    def _clamp(x, lo, hi):
+        # tl.where, not tl.maximum/minimum: those drop NaN on the GPU; the header's f_max/f_min keep it
+        x = tl.where(x < lo, lo, x)
+        return tl.where(x > hi, hi, x)
+
+    @triton.jit
     def _horner9(y, c0: tl.constexpr, c1: tl.constexpr, c2: tl.constexpr, c3: tl.constexpr, c4: tl.constexpr,
                  c5: tl.constexpr, c6: tl.constexpr, c7: tl.constexpr, c8: tl.constexpr, RN: tl.constexpr):
         # p = c0; p = p * y + ck for each further coefficient, two roundings per step.
@@ -190,24 +212,37 @@ if TRITON_ERROR is None:
         return _mul(p, x, RN)
 
     @triton.jit
-    def _value(bits, kind, c, h, mean, std, lo, hi, RN: tl.constexpr):
-        """float32 value of stream words ``bits`` for the UNIFORM (1) or NORMAL (2) kind."""
+    def _value(bits, kind, p, RN: tl.constexpr, F64: tl.constexpr):
+        """Value of stream words ``bits`` for the UNIFORM (1) or NORMAL (2) kind (stream contract v2).
+
+        ``p`` = (c, h, mean, std, lo, hi) as float64 scalars, a row written for the output dtype: float32 math
+        (values float32-exact) for float32 / bfloat16 / float16 outputs; for float64 outputs (F64) the uniform
+        and the normal's scale, shift and clamp run in double.
+        """
+        c64, h64, mean64, std64, lo64, hi64 = p
+        c = c64.to(tl.float32)
+        h = h64.to(tl.float32)
         m = (bits >> 9).to(tl.int32)
         s = _mul((m * 2 + 1 - 8388608).to(tl.float32), 1.1920928955078125e-07, RN)  # exact: 2^-23
-        x = _add(_mul(s, h, RN), c, RN)
         if kind == 2:
-            # tl.where, not tl.maximum/minimum: those drop NaN on the GPU; the header's f_max/f_min keep it
-            x = tl.where(x < -0.9999999403953552, -0.9999999403953552, x)
-            x = tl.where(x > 0.9999999403953552, 0.9999999403953552, x)
+            x = _add(_mul(s, h, RN), c, RN)
+            x = _clamp(x, -0.9999999403953552, 0.9999999403953552)
             z = _mul(_erfinv_f32(x, RN), 1.4142135381698608, RN)
-            x = _add(_mul(z, std, RN), mean, RN)
-            x = tl.where(x < lo, lo, x)
-            x = tl.where(x > hi, hi, x)
-        return x
+            if F64:
+                v = _clamp(_add64(_mul64(z.to(tl.float64), std64, RN), mean64, RN), lo64, hi64)
+            else:
+                v = _add(_mul(z, std64.to(tl.float32), RN), mean64.to(tl.float32), RN)
+                v = _clamp(v, lo64.to(tl.float32), hi64.to(tl.float32))
+        else:
+            if F64:
+                v = _clamp(_add64(_mul64(s.to(tl.float64), h64, RN), c64, RN), lo64, hi64)
+            else:
+                v = _clamp(_add(_mul(s, h, RN), c, RN), lo64.to(tl.float32), hi64.to(tl.float32))
+        return v
 
     @triton.jit
     def _to_out(v, OUT_DTYPE: tl.constexpr):
-        """Round float32 ``v`` to nearest-even in the output dtype (float64: exact)."""
+        """Round float32 ``v`` to nearest-even in the output dtype (float64 values are already float64)."""
         if OUT_DTYPE == tl.bfloat16:
             # Integer rounding: exact on every target (the interpreter's float32->bfloat16 cast truncates).
             b = v.to(tl.uint32, bitcast=True)
@@ -282,12 +317,9 @@ if TRITON_ERROR is None:
             k1 = (seed >> 32).to(tl.uint32)
             t0 = key.to(tl.uint32)
             t1 = (key >> 32).to(tl.uint32)
-            c = tl.load(row + 13).to(tl.float64, bitcast=True).to(tl.float32)
-            h = tl.load(row + 14).to(tl.float64, bitcast=True).to(tl.float32)
-            mean = tl.load(row + 15).to(tl.float64, bitcast=True).to(tl.float32)
-            std = tl.load(row + 16).to(tl.float64, bitcast=True).to(tl.float32)
-            lo = tl.load(row + 17).to(tl.float64, bitcast=True).to(tl.float32)
-            hi = tl.load(row + 18).to(tl.float64, bitcast=True).to(tl.float32)
+            prm = (tl.load(row + 13).to(tl.float64, bitcast=True), tl.load(row + 14).to(tl.float64, bitcast=True),
+                   tl.load(row + 15).to(tl.float64, bitcast=True), tl.load(row + 16).to(tl.float64, bitcast=True),
+                   tl.load(row + 17).to(tl.float64, bitcast=True), tl.load(row + 18).to(tl.float64, bitcast=True))
             if mode == 2:  # MODE_ELEMENT: one Philox call per element
                 for off in range(vstart, vend, BLOCK):
                     j = off + lane_off
@@ -295,7 +327,7 @@ if TRITON_ERROR is None:
                     w0, w1, w2, w3 = _philox_q(g >> 2, t0, t1, k0, k1)
                     lane = g & 3
                     bits = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
-                    v = _value(bits, kind, c, h, mean, std, lo, hi, RN)
+                    v = _value(bits, kind, prm, RN, OUT_DTYPE == tl.float64)
                     _store(out, off, lane_off, _to_out(v, OUT_DTYPE), numel, BLOCK)
             else:  # one Philox call per quad, its four words interleaved back into element order
                 pre = base & 3
@@ -312,7 +344,7 @@ if TRITON_ERROR is None:
                     w0, w1, w2, w3 = _philox_q(gq >> 2, t0, t1, k0, k1)
                     # join stacks on a new last axis ([q, a, b] = join(..)[b][q, a]): (w0, w2), (w1, w3) -> w0 w1 w2 w3
                     bits = tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), [BLOCK])
-                    v = _value(bits, kind, c, h, mean, std, lo, hi, RN)
+                    v = _value(bits, kind, prm, RN, OUT_DTYPE == tl.float64)
                     if ALIGNED:  # pre == 0: quads are local quads, the block is one contiguous run
                         _store(out, off, lane_off, _to_out(v, OUT_DTYPE), numel, BLOCK)
                     else:
