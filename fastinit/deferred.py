@@ -26,10 +26,12 @@ from torch import nn
 from .apply import run_policy
 from .construct import ConstructionRecorder
 from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .construct_temps import from_torch_rng
 from .hf import is_hf_model
 from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
+from .reinit import Reinit, reinit_unfaithful, warn_drawn
 from .sharding import is_dtensor
 from .specs import Constant
 from .ties import retie_declared
@@ -103,6 +105,8 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
+            elif not param.is_meta and from_torch_rng(param):
+                slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)
@@ -236,9 +240,11 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         refuse([n for n in report.allocated_params if n in tracked and n not in covered])
 
     if slots:
-        valued = {name for slot, name in slots.items() if slot.valued}
+        reinit = reinit_unfaithful(model, slots, device, seed, backend)
+        valued = {name for slot, name in slots.items() if slot.valued} | reinit.covered
         refuse([n for n in report.allocated_params if n in tracked and n not in valued])
-        _replay(model, slots, seed, backend)
+        warn_drawn(reinit.drawn)
+        _replay(model, slots, seed, backend, reinit)
     else:
         run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
     for name, buf in meta_buffers.items():
@@ -256,14 +262,21 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     return model
 
 
-def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str) -> None:
-    """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops."""
+def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str, reinit: Reinit) -> None:
+    """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops.
+
+    What ``reinit`` covers is written by it instead, first (ops of the record may read those tensors);
+    everything is validated before the first write.
+    """
     by_log: dict[int, tuple[ConstructionLog, dict[Slot, tuple[str, torch.Tensor]]]] = {}
-    for slot, name in slots.items():
+    for slot, name in slots.items():  # looked up now: the re-init may have made a parameter anew (A_log)
         by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
-    reports = []
-    for log, mapping in by_log.values():
-        reports.extend(log.replay(mapping, seed, backend))
+    skip = reinit.skip(slots)
+    replays = [log.prepare(mapping, backend, skip) for log, mapping in by_log.values()]
+    reinit.validate(backend)
+    reports = reinit.write()
+    for r in replays:
+        reports.extend(r.run(seed, backend))
     # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
     sys.modules["fastinit.apply"]._last_report = reports
 
