@@ -128,6 +128,11 @@ class ConstructionRecorder(TorchFunctionMode):
         s, _ = self.log.lookup(t)
         return s is not None and s.stale
 
+    def _from_rng(self, t: torch.Tensor) -> bool:
+        # a real recorded parameter says so in its slot (a later whole init clears it); other tensors carry a mark
+        s, _ = self.log.lookup(t)
+        return s.torch_rng if s is not None else from_torch_rng(t)
+
     def _run(self, fn: Callable, /, *args, **kwargs):
         if torch.overrides._get_current_function_mode() is self:
             with torch.overrides._pop_mode_temporarily():
@@ -172,7 +177,7 @@ class ConstructionRecorder(TorchFunctionMode):
             self.log.set_spec(slot, spec)
         elif constant:
             self.log.add_op(slot, original, (tensor, *args), kwargs, tainted=self._is_tainted,
-                            from_rng=from_torch_rng)
+                            from_rng=self._from_rng)
             self.log.cover(slot, tensor)
         else:
             self.log.add_op(slot, None, (tensor,), {}, spec=spec, tainted=self._is_tainted)
@@ -305,7 +310,7 @@ class ConstructionRecorder(TorchFunctionMode):
                 for t in tensors_in(out) + ([target] if target is not None else []):
                     if not t.is_meta:
                         setattr(t, _TAINT, True)
-            _mark_draws(func, args, kwargs, out, target)
+            _mark_draws(func, args, kwargs, out, target, self._from_rng)
             return out
         return self._record_write(slot, whole, func, args, kwargs)
 
@@ -337,7 +342,7 @@ class ConstructionRecorder(TorchFunctionMode):
             return True, out
         self._flush_temps(tensors)  # anything else reads the values: they must exist now
         out = func(*args, **kwargs)
-        _mark_draws(func, args, kwargs, out, _written(func, args, kwargs))
+        _mark_draws(func, args, kwargs, out, _written(func, args, kwargs), self._from_rng)
         return True, out
 
     def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
@@ -365,7 +370,7 @@ class ConstructionRecorder(TorchFunctionMode):
         else:
             overwrite = whole and _overwrites_whole(func, args) and func is not _SETITEM
             self.log.add_op(slot, func, args, kwargs, whole_write=overwrite, tainted=self._is_tainted,
-                            from_rng=from_torch_rng)
+                            from_rng=self._from_rng)
             if not whole and _overwrites_whole(func, args) and func is not _SETITEM and "out" not in kwargs:
                 self.log.cover(slot, view)
             random = False
@@ -384,9 +389,10 @@ class ConstructionRecorder(TorchFunctionMode):
         return out
 
 
-def _mark_draws(func: Callable, args: tuple, kwargs: dict, out: object, target: torch.Tensor | None) -> None:
+def _mark_draws(func: Callable, args: tuple, kwargs: dict, out: object, target: torch.Tensor | None,
+                drawn: Callable[[torch.Tensor], bool]) -> None:
     """Mark what an eagerly run call made from torch's RNG: a draw itself, or a computation on drawn values."""
-    if func in _DRAWS or any(from_torch_rng(t) for t in tensors_in((args, kwargs))):
+    if func in _DRAWS or any(drawn(t) for t in tensors_in((args, kwargs))):
         for t in tensors_in(out) + ([target] if target is not None else []):
             mark_torch_rng(t)
 
