@@ -15,6 +15,7 @@ replaying it wrongly.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class Slot:
     stale: bool = False  # a real (small) tensor whose eager value is not what materialize will write
     broken: str = ""  # why its recorded writes cannot be replayed (raised by materialize)
     torch_rng: bool = False  # its recorded value came from torch's RNG (a temporary written eagerly, torch.randn)
+    registered_in: tuple | None = None  # init_frames() when it was registered with no faithful value (lost, drawn)
     ops: list[Op] = field(default_factory=list)  # live ops writing it
     readers: list[Op] = field(default_factory=list)  # live ops of other slots that read it
     partial_inits: int = 0  # random inits of a part of it (each gets its own key)
@@ -73,6 +75,7 @@ class Op:
     spec: S.Spec | None = None  # a random init of part of the tensor: written with this spec and its own key
     part: int = 0
     live: bool = True
+    inits: tuple = ()  # init_frames() when it was recorded: which modules' default init wrote it
 
 
 class ConstructionLog:
@@ -128,6 +131,7 @@ class ConstructionLog:
         slot.partial_inits = 0
         slot.covered = []
         slot.torch_rng = False
+        slot.registered_in = None
 
     def cover(self, slot: Slot, view: torch.Tensor) -> None:
         """A write of every element of ``view`` (a part of ``slot``): once such parts cover it, it is valued."""
@@ -178,7 +182,7 @@ class ConstructionLog:
             self.reset(slot)
             slot.spec, slot.valued = None, True
         args_t, kwargs_t = tree_map(template, (args, kwargs))
-        op = Op(slot, func, args_t, kwargs_t, tuple(reads), spec)
+        op = Op(slot, func, args_t, kwargs_t, tuple(reads), spec, inits=init_frames())
         if spec is not None:
             op.part = slot.partial_inits
             slot.partial_inits += 1
@@ -263,6 +267,25 @@ class Replay:
                 else:
                     op.func(*args, **kwargs)
         return reports
+
+
+def init_frames() -> tuple[tuple[str, torch.nn.Module], ...]:
+    """The default inits running now, innermost first: ``("reset", m)`` inside ``m.reset_parameters()`` (or
+    ``_reset_parameters``), ``("hf", m)`` inside a transformers ``_init_weights(m)``.
+
+    materialize re-runs one of them for a tensor whose record holds no faithful value only when
+    every write of it was made inside it (:mod:`fastinit.reinit`).
+    """
+    out = []
+    f = sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_name
+        if name in ("reset_parameters", "_reset_parameters", "_init_weights"):
+            m = f.f_locals.get("module" if name == "_init_weights" else "self")
+            if isinstance(m, torch.nn.Module):
+                out.append(("hf" if name == "_init_weights" else "reset", m))
+        f = f.f_back
+    return tuple(out)
 
 
 def _storage(t: torch.Tensor) -> int:

@@ -25,7 +25,7 @@ from torch import nn
 
 from .apply import run_policy
 from .construct import ConstructionRecorder
-from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, init_frames, slots_of
 from .construct_temps import from_torch_rng
 from .hf import is_hf_model
 from .keys import draw_seed
@@ -107,6 +107,9 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
             elif not param.is_meta and from_torch_rng(param):
                 slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
+                slot.registered_in = init_frames()
+            elif param.is_meta and not slot.valued:
+                slot.registered_in = init_frames()  # lost, unless a later write gives it a value
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)

@@ -268,6 +268,12 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     return out
 
 
+def keeps(wanted: set[str], p: Pending) -> bool:
+    """Whether init code recorded for ``wanted`` names only writes ``p``: a wanted tensor (or part of one), or
+    one of the init code's own temporaries (always written when read)."""
+    return (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None)
+
+
 def record_owner_defaults(model: nn.Module, wanted: set[str], tracked: dict[str, torch.Tensor],
                           flush: Callable[[Pending], None], written: set[str] | None = None) -> list[Pending]:
     """The default init (:func:`default_init`) of the modules owning ``wanted`` names, recorded for those names only.
@@ -285,12 +291,12 @@ def record_owner_defaults(model: nn.Module, wanted: set[str], tracked: dict[str,
             default_init(module)
 
     def flush_wanted(p: Pending) -> None:
-        if (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None):
+        if keeps(wanted, p):
             flush(p)
 
     by_default: set[str] = set()
     out = [p for p in record_callable(model, owners_init, tracked, flush_wanted, written=by_default)
-           if p.name in wanted or (p.temporary and p.part_of is None)]
+           if keeps(wanted, p)]
     if written is not None:
         written.update(by_default & wanted)
     return out

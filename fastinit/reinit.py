@@ -10,18 +10,21 @@ no faithful value in it:
   ``torch.randn`` in a constructor is torch's too; replaying those values would follow
   ``torch.manual_seed``, not ``seed=``.
 
-For those tensors ``materialize`` records their owner modules' default init
-(``reset_parameters``, as the apply path's ``"default"`` does, see
-:func:`fastinit.policy.record_owner_defaults`) on the allocated model: temporaries get fastinit's
-stream with deterministic keys, a whole copy counts as written, and for modules whose constructor
-only runs ``reset_parameters`` the values are bitwise ``fastinit.apply(model, seed=seed)``'s. What
-that init does not cover keeps its record: drawn values are replayed with a ``RuntimeWarning``
-naming them (torch's RNG is then the only way to give eager's values), lost ones stay refused.
+When every write of such a tensor was made inside one default init (the construct recorder notes
+the init frames of each write, :func:`fastinit.construct_log.init_frames`), ``materialize``
+records that init again on the allocated model with the apply path's recorder: the owner's
+``reset_parameters`` (as ``"default"`` does, :func:`fastinit.policy.record_owner_defaults`) or a
+transformers model's ``_init_weights`` (as ``"hf"`` does). Temporaries get fastinit's stream with
+deterministic keys, a whole copy counts as written, and for modules whose constructor only runs
+``reset_parameters`` the values are bitwise ``fastinit.apply(model, seed=seed)``'s. Anything else
+keeps its record: drawn values are replayed with a ``RuntimeWarning`` naming them (torch's RNG is
+then the only way to give eager's values), lost ones stay refused.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -29,9 +32,10 @@ from torch import nn
 
 from .apply import Writer, plan_of
 from .construct_log import Slot
+from .hf import hf_init
 from .plan import GroupReport
-from .policy import record_owner_defaults, tracked_tensors
-from .record import Pending
+from .policy import keeps, record_owner_defaults, tracked_tensors
+from .record import Pending, Recorder
 from .ties import record_untied
 
 
@@ -71,9 +75,28 @@ def unfaithful(slots: dict[Slot, str]) -> dict[str, str]:
     return out
 
 
+def written_by(slot: Slot, owner: nn.Module) -> str | None:
+    """Which default init wrote everything the record holds for ``slot``, if one did.
+
+    ``"reset"``: the owner's own ``reset_parameters`` (re-run alone); ``"hf"``: a transformers
+    ``_init_weights`` (the model's HF init is re-run). A write made anywhere else (the constructor
+    body, another module's init) would be lost by re-running the init, so then None.
+    """
+    frames = [op.inits for op in slot.ops if op.live]
+    if slot.registered_in is not None:
+        frames.append(slot.registered_in)
+    if not frames:
+        return None
+    if all(any(kind == "reset" and m is owner for kind, m in f) for f in frames):
+        return "reset"
+    if all(any(kind == "hf" for kind, _ in f) for f in frames):
+        return "hf"
+    return None
+
+
 def reinit_unfaithful(model: nn.Module, slots: dict[Slot, str], device: torch.device, seed: int,
                       backend: str) -> Reinit:
-    """Record the owners' default init of every tensor of ``unfaithful(slots)`` on the allocated ``model``.
+    """Record the default init that wrote each tensor of ``unfaithful(slots)``, on the allocated ``model``.
 
     Nothing of the model is written, except what that init code reads (flushed, as in
     :func:`fastinit.apply`). It runs under ``torch.device(device)``, as eager construction on
@@ -82,15 +105,41 @@ def reinit_unfaithful(model: nn.Module, slots: dict[Slot, str], device: torch.de
     why = unfaithful(slots)
     if not why:
         return Reinit()
-    wanted = set(why)
+    by_name = {name: slot for slot, name in slots.items()}
+    wanted: dict[str, set[str]] = {"reset": set(), "hf": set()}
+    for name in why:
+        kind = written_by(by_name[name], model.get_submodule(name.rpartition(".")[0]))
+        if kind is not None:
+            wanted[kind].add(name)
     writer = Writer(seed, backend)
     written: set[str] = set()
+    pending: list[Pending] = []
     with torch.device(device):
-        pending = record_untied(model, tracked_tensors(model), writer.flush,
-                                lambda tr, fl: record_owner_defaults(model, wanted, tr, fl, written))
-    covered = ({p.name for p in pending} | written | writer.flushed) & wanted
+        if wanted["reset"]:
+            pending += record_untied(model, tracked_tensors(model), writer.flush,
+                                     lambda tr, fl: record_owner_defaults(model, wanted["reset"], tr, fl, written))
+        if wanted["hf"]:
+            pending += _record_hf_for(model, wanted["hf"], writer.flush, written)
+    covered = ({p.name for p in pending} | written | writer.flushed) & (wanted["reset"] | wanted["hf"])
     drawn = [n for n, w in why.items() if w == "drawn" and n not in covered]
     return Reinit(writer, pending, covered, drawn)
+
+
+def _record_hf_for(model: nn.Module, wanted: set[str], flush: Callable[[Pending], None],
+                   written: set[str]) -> list[Pending]:
+    """A transformers model's whole HF init (as ``"hf"`` records it, so temporaries keep their keys), kept for
+    ``wanted`` names only."""
+    by_hf: set[str] = set()
+
+    def record(tr: dict[str, torch.Tensor], fl: Callable[[Pending], None]) -> list[Pending]:
+        rec = Recorder(tr, lambda p: fl(p) if keeps(wanted, p) else None, model=model, written=by_hf)
+        with rec:
+            hf_init(model)
+        return rec.recorded()
+
+    out = [p for p in record_untied(model, tracked_tensors(model), flush, record) if keeps(wanted, p)]
+    written.update(by_hf & wanted)
+    return out
 
 
 def warn_drawn(names: list[str]) -> None:
