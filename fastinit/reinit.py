@@ -148,7 +148,8 @@ def warn_drawn(names: list[str]) -> None:
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         warnings.warn("fastinit.materialize: the constructors wrote these parameters from values drawn from torch's "
                       "RNG (a temporary read before it was copied in, torch.randn, ...), and no reset_parameters "
-                      "of their modules gives them a value fastinit can record instead; they get eager "
-                      "construction's values, which follow torch.manual_seed, not seed= (initialize them with "
+                      "of their modules gives them a value fastinit can record instead; they keep the values "
+                      "torch's RNG drew while constructing (eager's distribution), which follow torch.manual_seed, "
+                      "not seed= (initialize them with "
                       f"fastinit.init.* or a reset_parameters method to get fastinit's stream): {shown}",
                       RuntimeWarning, stacklevel=3)

@@ -12,6 +12,7 @@ RuntimeWarning names the tensors; values lost with no init to give them stay an 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -140,3 +141,40 @@ def test_lost_value_with_no_init_to_give_it_still_raises():
         m = LostOnly()
     with pytest.raises(RuntimeError, match=r"gives no value to these parameters.*: A_log; pass strict=False"):
         fastinit.materialize(m, "cpu", seed=SEED)
+
+
+class DtBias(nn.Module):
+    """Mamba's dt bias written by the constructor itself over a Linear's bias: not what Linear.reset_parameters does."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 8)
+        with torch.no_grad():
+            self.proj.bias.copy_(torch.exp(torch.rand(8) * 2.0 - 4.0))
+
+
+def test_a_draw_written_outside_the_owners_init_is_not_replaced_by_it():
+    torch.manual_seed(5)
+    with fastinit.empty_init(keep_numel=0):
+        m = DtBias()
+    with pytest.warns(RuntimeWarning, match=r"drawn from torch's RNG.*: proj\.bias$"):
+        fastinit.materialize(m, "cpu", seed=SEED)
+    bias = m.proj.bias.detach()  # the constructor's draws (eager's distribution), not Linear's uniform(-1/2, 1/2)
+    assert bool(((bias > math.exp(-4.0)) & (bias < math.exp(-2.0))).all()), bias
+    ref = nn.ModuleDict({"proj": nn.Linear(4, 8)})
+    fastinit.apply(ref, seed=SEED)
+    assert torch.equal(m.proj.weight.detach(), ref["proj"].weight.detach())
+
+
+def test_transformers_mamba_dt_bias_follows_the_hf_init_on_fastinits_stream():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.MambaConfig(num_hidden_layers=1, hidden_size=16, state_size=4, vocab_size=64, pad_token_id=0)
+    eager = transformers.MambaModel(cfg)
+    fastinit.apply(eager, "hf", seed=SEED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        one = _materialize_under(1, lambda: transformers.MambaModel(cfg), 0)
+        two = _materialize_under(2, lambda: transformers.MambaModel(cfg), 0)
+    for name, t in eager.named_parameters():  # dt_proj.bias came from torch.rand inside _init_weights
+        assert torch.equal(one[name], t.detach()), name
+        assert torch.equal(two[name], t.detach()), name
