@@ -187,7 +187,10 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     - ``policy="default"`` on a model built under ``empty_init()`` replays what its constructors
       wrote (every init call, partial write, copy and tie, in order; see :mod:`fastinit.construct`),
       so the result is what eager construction gives, tensor by tensor, from the fastinit stream;
-      a record that cannot be replayed exactly raises before anything is written;
+      a record that cannot be replayed exactly raises before anything is written; a tensor whose
+      record holds no faithful value (lost on meta, or drawn from torch's RNG) gets the default
+      init that wrote it recorded again, when one did (:mod:`fastinit.reinit`), else a warning
+      (drawn) or the error below (lost);
     - ``"default"`` on a transformers model without such a record (accelerate's
       ``init_empty_weights``, ``torch.device("meta")``) is ``"hf"``: what its constructor runs;
     - any other ``policy`` (and ``"default"`` on other models without a record) is
