@@ -55,7 +55,7 @@ _RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
 _DRAWS = set(_RANDOM_FACTORIES) | _TORCH_RNG | _RANDOM_METHODS
 _CONSTANT_INITS = ("zeros_", "ones_", "constant_", "eye_", "dirac_")
 # set on real tensors computed from a parameter whose random init was deferred: their value is not eager's
-_TAINT = "_fastinit_stale_value"
+_TAINT = STALE_ATTR = "_fastinit_stale_value"
 # Factories that make values: under empty_init a `device=param.device` (meta) would leave those values nowhere
 _VALUE_FACTORIES = {torch.arange, torch.ones, torch.zeros, torch.full, torch.linspace, torch.logspace, torch.rand,
                     torch.randn, torch.randint, torch.tensor, torch.eye, torch.as_tensor}
@@ -257,6 +257,8 @@ class ConstructionRecorder(TorchFunctionMode):
                 self.constants.share(data, p)
                 if from_torch_rng(data):
                     mark_torch_rng(p)
+                if getattr(data, _TAINT, False):  # nn.Parameter(value computed from a deferred init): still not eager's
+                    setattr(p, _TAINT, True)
             return p
 
         return new

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .apply import run_policy
-from .construct import ConstructionRecorder
+from .construct import STALE_ATTR, ConstructionRecorder
 from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, init_frames, slots_of
 from .construct_temps import from_torch_rng
 from .hf import is_hf_model
@@ -89,6 +89,9 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             return
         # made from a temporary whose random init is held back: the parameter takes that init over
         adopted = recorder.adopt(param) if recorder is not None and not param.is_meta else None
+        # made from a value computed from a parameter whose random init was deferred: re-running the code that made
+        # it (fastinit.reinit) would read that parameter before its value exists, so it is never offered for that
+        stale = getattr(param, STALE_ATTR, False)
         if not param.is_meta:
             if id(param) in moved:  # the same real Parameter registered again (a tie): the same meta stand-in
                 module._parameters[name] = param = moved[id(param)][1]
@@ -108,7 +111,7 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             elif not param.is_meta and from_torch_rng(param):
                 slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
                 slot.registered_in = init_frames()
-            elif param.is_meta and not slot.valued:
+            elif param.is_meta and not slot.valued and not stale:
                 slot.registered_in = init_frames()  # lost, unless a later write gives it a value
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:

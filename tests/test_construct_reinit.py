@@ -178,3 +178,24 @@ def test_transformers_mamba_dt_bias_follows_the_hf_init_on_fastinits_stream():
     for name, t in eager.named_parameters():  # dt_proj.bias came from torch.rand inside _init_weights
         assert torch.equal(one[name], t.detach()), name
         assert torch.equal(two[name], t.detach()), name
+
+
+class LostFromDeferred(nn.Module):
+    """reset_parameters makes a large parameter from a small one whose own random init it has just deferred."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = nn.Parameter(torch.empty(4))  # small: stays real under empty_init, its normal_ deferred
+        self.big = nn.Parameter(torch.empty(300, 300))  # above keep_numel: on meta
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.normal_(self.base)
+        self.big = nn.Parameter(self.base.detach().repeat(300, 75))
+
+
+def test_a_lost_value_computed_from_a_deferred_init_is_refused_not_recomputed_from_garbage():
+    with fastinit.empty_init():
+        m = LostFromDeferred()
+    with pytest.raises(RuntimeError, match=r"gives no value to these parameters.*: big; pass strict=False"):
+        fastinit.materialize(m, "cpu", seed=SEED)
