@@ -249,6 +249,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         refuse([n for n in report.allocated_params if n in tracked and n not in covered])
 
     if slots:
+        for log, mapping in _by_log(model, slots):  # the whole record checked before the re-init flushes anything
+            log.prepare(mapping, backend)
         reinit = reinit_unfaithful(model, slots, device, seed, backend)
         valued = {name for slot, name in slots.items() if slot.valued} | reinit.covered
         refuse([n for n in report.allocated_params if n in tracked and n not in valued])
@@ -277,17 +279,26 @@ def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str, r
     What ``reinit`` covers is written by it instead, first (ops of the record may read those tensors);
     everything is validated before the first write.
     """
-    by_log: dict[int, tuple[ConstructionLog, dict[Slot, tuple[str, torch.Tensor]]]] = {}
-    for slot, name in slots.items():  # looked up now: the re-init may have made a parameter anew (A_log)
-        by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
     skip = reinit.skip(slots)
-    replays = [log.prepare(mapping, backend, skip) for log, mapping in by_log.values()]
+    # looked up now: the re-init may have made a parameter anew (A_log)
+    replays = [log.prepare(mapping, backend, skip) for log, mapping in _by_log(model, slots)]
     reinit.validate(backend)
     reports = reinit.write()
     for r in replays:
         reports.extend(r.run(seed, backend))
     # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
     sys.modules["fastinit.apply"]._last_report = reports
+
+
+_Mapping = dict[Slot, tuple[str, torch.Tensor]]
+
+
+def _by_log(model: nn.Module, slots: dict[Slot, str]) -> list[tuple[ConstructionLog, _Mapping]]:
+    """Each record with its slots' (name, current parameter of the model)."""
+    by_log: dict[int, tuple[ConstructionLog, _Mapping]] = {}
+    for slot, name in slots.items():
+        by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
+    return list(by_log.values())
 
 
 def _listing(head: str, names: list[str], shown: int = 20) -> str:
