@@ -41,17 +41,21 @@ from torch.overrides import TorchFunctionMode
 from . import specs as S
 from .calls import spec_from_call
 from .construct_log import ConstructionLog, Slot, tensors_in
-from .construct_temps import VIEWS, Temporaries, constant_made, eligible
+from .construct_temps import VIEWS, Temporaries, constant_made, eligible, from_torch_rng, mark_torch_rng
 from .intercept import INIT_NAMES as _INIT_NAMES
 from .intercept import TORCH_FUNCS as _TORCH_INIT
 from .record import _INIT_FUNCS, _PASSTHROUGH
 from .replay import spec_from_method
+from .temporaries import RANDOM as _RANDOM_FACTORIES
+from .temporaries import TORCH_RNG as _TORCH_RNG
 
 _SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
 _RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
+# Calls that draw from torch's RNG when they run eagerly here: what they make is marked (construct_temps.mark_torch_rng)
+_DRAWS = set(_RANDOM_FACTORIES) | _TORCH_RNG | _RANDOM_METHODS
 _CONSTANT_INITS = ("zeros_", "ones_", "constant_", "eye_", "dirac_")
 # set on real tensors computed from a parameter whose random init was deferred: their value is not eager's
-_TAINT = "_fastinit_stale_value"
+_TAINT = STALE_ATTR = "_fastinit_stale_value"
 # Factories that make values: under empty_init a `device=param.device` (meta) would leave those values nowhere
 _VALUE_FACTORIES = {torch.arange, torch.ones, torch.zeros, torch.full, torch.linspace, torch.logspace, torch.rand,
                     torch.randn, torch.randint, torch.tensor, torch.eye, torch.as_tensor}
@@ -124,6 +128,11 @@ class ConstructionRecorder(TorchFunctionMode):
         s, _ = self.log.lookup(t)
         return s is not None and s.stale
 
+    def _from_rng(self, t: torch.Tensor) -> bool:
+        # a real recorded parameter says so in its slot (a later whole init clears it); other tensors carry a mark
+        s, _ = self.log.lookup(t)
+        return s.torch_rng if s is not None else from_torch_rng(t)
+
     def _run(self, fn: Callable, /, *args, **kwargs):
         if torch.overrides._get_current_function_mode() is self:
             with torch.overrides._pop_mode_temporarily():
@@ -153,7 +162,10 @@ class ConstructionRecorder(TorchFunctionMode):
         if slot is None:
             if self._flushing or constant or not eligible(tensor) or isinstance(tensor, torch.nn.Parameter):
                 self._flush_temps([tensor])
-                return self._run(run, tensor, *args, **kwargs)
+                out = self._run(run, tensor, *args, **kwargs)
+                if not constant:  # torch's own random init, run now: its values follow torch.manual_seed
+                    mark_torch_rng(tensor)
+                return out
             spec = self._run(_spec_from_call, torch_name, original, tensor, args, kwargs)
             if spec is not None:
                 self.temps.hold(tensor, spec)  # a temporary: its spec waits for where it is copied
@@ -164,7 +176,8 @@ class ConstructionRecorder(TorchFunctionMode):
         if whole:
             self.log.set_spec(slot, spec)
         elif constant:
-            self.log.add_op(slot, original, (tensor, *args), kwargs, tainted=self._is_tainted)
+            self.log.add_op(slot, original, (tensor, *args), kwargs, tainted=self._is_tainted,
+                            from_rng=self._from_rng)
             self.log.cover(slot, tensor)
         else:
             self.log.add_op(slot, None, (tensor,), {}, spec=spec, tainted=self._is_tainted)
@@ -242,6 +255,10 @@ class ConstructionRecorder(TorchFunctionMode):
             if isinstance(data, torch.Tensor) and not self._other_thread():
                 self.temps.share(data, p)
                 self.constants.share(data, p)
+                if from_torch_rng(data):
+                    mark_torch_rng(p)
+                if getattr(data, _TAINT, False):  # nn.Parameter(value computed from a deferred init): still not eager's
+                    setattr(p, _TAINT, True)
             return p
 
         return new
@@ -295,6 +312,7 @@ class ConstructionRecorder(TorchFunctionMode):
                 for t in tensors_in(out) + ([target] if target is not None else []):
                     if not t.is_meta:
                         setattr(t, _TAINT, True)
+            _mark_draws(func, args, kwargs, out, target, self._from_rng)
             return out
         return self._record_write(slot, whole, func, args, kwargs)
 
@@ -325,7 +343,9 @@ class ConstructionRecorder(TorchFunctionMode):
         if self.temps.alias(func, args, kwargs, out):
             return True, out
         self._flush_temps(tensors)  # anything else reads the values: they must exist now
-        return True, func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        _mark_draws(func, args, kwargs, out, _written(func, args, kwargs), self._from_rng)
+        return True, out
 
     def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
         kwargs = dict(kwargs)
@@ -351,7 +371,8 @@ class ConstructionRecorder(TorchFunctionMode):
             self.log.cover(slot, view)
         else:
             overwrite = whole and _overwrites_whole(func, args) and func is not _SETITEM
-            self.log.add_op(slot, func, args, kwargs, whole_write=overwrite, tainted=self._is_tainted)
+            self.log.add_op(slot, func, args, kwargs, whole_write=overwrite, tainted=self._is_tainted,
+                            from_rng=self._from_rng)
             if not whole and _overwrites_whole(func, args) and func is not _SETITEM and "out" not in kwargs:
                 self.log.cover(slot, view)
             random = False
@@ -368,6 +389,14 @@ class ConstructionRecorder(TorchFunctionMode):
         if whole and spec is not None:
             slot.stale = False
         return out
+
+
+def _mark_draws(func: Callable, args: tuple, kwargs: dict, out: object, target: torch.Tensor | None,
+                drawn: Callable[[torch.Tensor], bool]) -> None:
+    """Mark what an eagerly run call made from torch's RNG: a draw itself, or a computation on drawn values."""
+    if func in _DRAWS or any(drawn(t) for t in tensors_in((args, kwargs))):
+        for t in tensors_in(out) + ([target] if target is not None else []):
+            mark_torch_rng(t)
 
 
 def _trunc_body(body: Callable, tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):

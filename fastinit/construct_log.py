@@ -15,6 +15,7 @@ replaying it wrongly.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ class Slot:
     valued: bool = False  # a whole init or a whole overwrite (copy_) gave every element a value
     stale: bool = False  # a real (small) tensor whose eager value is not what materialize will write
     broken: str = ""  # why its recorded writes cannot be replayed (raised by materialize)
+    torch_rng: bool = False  # its recorded value came from torch's RNG (a temporary written eagerly, torch.randn)
+    registered_in: tuple | None = None  # init_frames() when it was registered with no faithful value (lost, drawn)
     ops: list[Op] = field(default_factory=list)  # live ops writing it
     readers: list[Op] = field(default_factory=list)  # live ops of other slots that read it
     partial_inits: int = 0  # random inits of a part of it (each gets its own key)
@@ -72,6 +75,7 @@ class Op:
     spec: S.Spec | None = None  # a random init of part of the tensor: written with this spec and its own key
     part: int = 0
     live: bool = True
+    inits: tuple = ()  # init_frames() when it was recorded: which modules' default init wrote it
 
 
 class ConstructionLog:
@@ -126,6 +130,8 @@ class ConstructionLog:
         slot.readers = []
         slot.partial_inits = 0
         slot.covered = []
+        slot.torch_rng = False
+        slot.registered_in = None
 
     def cover(self, slot: Slot, view: torch.Tensor) -> None:
         """A write of every element of ``view`` (a part of ``slot``): once such parts cover it, it is valued."""
@@ -147,8 +153,12 @@ class ConstructionLog:
         slot.spec, slot.valued = spec, True
 
     def add_op(self, slot: Slot, func: Callable | None, args: tuple, kwargs: dict, *, whole_write: bool = False,
-               spec: S.Spec | None = None, tainted: Callable[[torch.Tensor], bool] = lambda t: False) -> None:
-        """A write into ``slot`` (``whole_write``: it overwrites every element, reading nothing of it)."""
+               spec: S.Spec | None = None, tainted: Callable[[torch.Tensor], bool] = lambda t: False,
+               from_rng: Callable[[torch.Tensor], bool] = lambda t: False) -> None:
+        """A write into ``slot`` (``whole_write``: it overwrites every element, reading nothing of it).
+
+        ``from_rng(t)``: whether a value it reads came from torch's RNG (the slot is then marked ``torch_rng``).
+        """
         reads: list[Slot] = []
 
         def template(x):
@@ -164,13 +174,15 @@ class ConstructionLog:
                     "a constructor wrote into it a value computed from a parameter under empty_init "
                     f"({getattr(func, '__name__', func)}); that value does not exist until materialize")
                 return x
+            if from_rng(x):
+                slot.torch_rng = True  # replaying this copy would repeat torch's RNG draws, not fastinit's stream
             return x.detach().clone()  # the value as it is now: later changes to the source must not leak in
 
         if whole_write:
             self.reset(slot)
             slot.spec, slot.valued = None, True
         args_t, kwargs_t = tree_map(template, (args, kwargs))
-        op = Op(slot, func, args_t, kwargs_t, tuple(reads), spec)
+        op = Op(slot, func, args_t, kwargs_t, tuple(reads), spec, inits=init_frames())
         if spec is not None:
             op.part = slot.partial_inits
             slot.partial_inits += 1
@@ -180,11 +192,21 @@ class ConstructionLog:
         self.ops.append(op)
 
     # -- replay --------------------------------------------------------------------------------
-    def replay(self, slots: dict[Slot, tuple[str, torch.Tensor]], seed: int, backend: str) -> list[GroupReport]:
+    def replay(self, slots: dict[Slot, tuple[str, torch.Tensor]], seed: int, backend: str,
+               skip: frozenset[Slot] = frozenset()) -> list[GroupReport]:
         """Write every live spec of ``slots`` (slot -> (name, allocated tensor)) fused, then replay their ops."""
-        plan = Plan([e for slot, (name, t) in slots.items() if slot.spec is not None
+        return self.prepare(slots, backend, skip).run(seed, backend)
+
+    def prepare(self, slots: dict[Slot, tuple[str, torch.Tensor]], backend: str,
+                skip: frozenset[Slot] = frozenset()) -> Replay:
+        """The validated replay of ``slots``, nothing written yet.
+
+        ``skip``: slots whose values come from elsewhere (materialize's re-init of what the record
+        cannot give faithfully): neither their spec nor their ops are written, but other ops may read them.
+        """
+        plan = Plan([e for slot, (name, t) in slots.items() if slot.spec is not None and slot not in skip
                      for e in entries_for(name, t, slot.spec, key_for(name))])
-        ops = [op for op in self.ops if op.live and op.writes in slots]
+        ops = [op for op in self.ops if op.live and op.writes in slots and op.writes not in skip]
         sharded: dict[int, tuple[View, object, float]] = {}
         for op in ops:
             missing = [s for s in op.reads if s not in slots]
@@ -199,7 +221,23 @@ class ConstructionLog:
                         f"it than whole inits and constant fills ({getattr(op.func, '__name__', 'a partial init')}); "
                         "materialize before sharding, or pass a policy")
                 sharded[id(op)] = fill
-        reports = plan.execute(seed, backend)
+        plan.validate(backend)
+        return Replay(plan, ops, sharded, slots)
+
+
+@dataclass(eq=False)
+class Replay:
+    """A constructor record ready to write: its fused plan (validated), then its ops in recorded order."""
+
+    plan: Plan
+    ops: list[Op]
+    sharded: dict[int, tuple[View, object, float]]
+    slots: dict[Slot, tuple[str, torch.Tensor]]
+
+    def run(self, seed: int, backend: str) -> list[GroupReport]:
+        """Write it: the plan's fused launches, then every op on the allocated tensors."""
+        slots = self.slots
+        reports = self.plan.execute(seed, backend)
 
         def rebuild(x, device: torch.device):
             if isinstance(x, torch.Tensor):  # a value captured at construction: it goes where its target went
@@ -215,9 +253,9 @@ class ConstructionLog:
                                              - x.slot.tensor.storage_offset())
 
         with torch.no_grad():
-            for op in ops:
-                if id(op) in sharded:  # only this rank's part of the region, no gather (fastinit.sharding)
-                    view, index, value = sharded[id(op)]
+            for op in self.ops:
+                if id(op) in self.sharded:  # only this rank's part of the region, no gather (fastinit.sharding)
+                    view, index, value = self.sharded[id(op)]
                     fill_global(slots[op.writes][1], functools.partial(_region, view=view, index=index), value)
                     continue
                 device = slots[op.writes][1].device
@@ -229,6 +267,25 @@ class ConstructionLog:
                 else:
                     op.func(*args, **kwargs)
         return reports
+
+
+def init_frames() -> tuple[tuple[str, torch.nn.Module], ...]:
+    """The default inits running now, innermost first: ``("reset", m)`` inside ``m.reset_parameters()`` (or
+    ``_reset_parameters``), ``("hf", m)`` inside a transformers ``_init_weights(m)``.
+
+    materialize re-runs one of them for a tensor whose record holds no faithful value only when
+    every write of it was made inside it (:mod:`fastinit.reinit`).
+    """
+    out = []
+    f = sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_name
+        if name in ("reset_parameters", "_reset_parameters", "_init_weights"):
+            m = f.f_locals.get("module" if name == "_init_weights" else "self")
+            if isinstance(m, torch.nn.Module):
+                out.append(("hf" if name == "_init_weights" else "reset", m))
+        f = f.f_back
+    return tuple(out)
 
 
 def _storage(t: torch.Tensor) -> int:

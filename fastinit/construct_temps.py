@@ -11,6 +11,8 @@ parameter of the same shape gives the parameter the spec itself: fused, keyed by
 Anything else that reads a pending temporary (a slice, arithmetic, ``.item()`` through a tensor
 op) first writes it eagerly with torch's own init, as eager code would have, and so does the end
 of the ``empty_init`` block for every pending temporary still alive: nothing is left unwritten.
+Such a temporary is marked (:func:`mark_torch_rng`): its values follow ``torch.manual_seed``, so a
+parameter written from it is re-initialized by ``materialize`` where it can be, or warned about.
 """
 
 from __future__ import annotations
@@ -29,6 +31,24 @@ VIEWS = {torch.split, torch.chunk, torch.unbind, torch.functional.split, torch.T
 _ALIASES = {torch.Tensor.clone, torch.Tensor.contiguous, torch.Tensor.to, torch.Tensor.float, torch.Tensor.double,
             torch.Tensor.half, torch.Tensor.bfloat16, torch.Tensor.type, torch.Tensor.to_dense, torch.cat,
             torch.concat, torch.concatenate}
+
+
+#: set on real tensors whose values came from torch's RNG while a constructor was recorded
+TORCH_RNG_MARK = "_fastinit_torch_rng"
+
+
+def mark_torch_rng(t: torch.Tensor) -> None:
+    """Note that ``t``'s values were drawn from torch's RNG (not reproducible from fastinit's seed)."""
+    if not t.is_meta:
+        try:
+            setattr(t, TORCH_RNG_MARK, True)
+        except (AttributeError, TypeError):  # a tensor subclass without a __dict__
+            pass
+
+
+def from_torch_rng(t: torch.Tensor) -> bool:
+    """Whether ``t`` (or the tensor it views) holds values drawn from torch's RNG (see :func:`mark_torch_rng`)."""
+    return bool(getattr(t, TORCH_RNG_MARK, False) or (t._base is not None and getattr(t._base, TORCH_RNG_MARK, False)))
 
 
 @dataclass(eq=False)
@@ -152,6 +172,10 @@ class Temporaries:
             kwargs = p.spec.torch_args()
             with torch.no_grad():
                 p.run(base, **kwargs)
+            for r in (p.ref, *p.others):
+                t = r()
+                if t is not None:
+                    mark_torch_rng(t)
 
     def flush_all(self) -> None:
         """Write every pending temporary still alive (the end of the block)."""

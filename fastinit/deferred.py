@@ -24,12 +24,14 @@ import torch
 from torch import nn
 
 from .apply import run_policy
-from .construct import ConstructionRecorder
-from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, slots_of
+from .construct import STALE_ATTR, ConstructionRecorder
+from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, init_frames, slots_of
+from .construct_temps import from_torch_rng
 from .hf import is_hf_model
 from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
+from .reinit import Reinit, reinit_unfaithful, warn_drawn
 from .sharding import is_dtensor
 from .specs import Constant
 from .ties import retie_declared
@@ -87,6 +89,9 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             return
         # made from a temporary whose random init is held back: the parameter takes that init over
         adopted = recorder.adopt(param) if recorder is not None and not param.is_meta else None
+        # made from a value computed from a parameter whose random init was deferred: re-running the code that made
+        # it (fastinit.reinit) would read that parameter before its value exists, so it is never offered for that
+        stale = getattr(param, STALE_ATTR, False)
         if not param.is_meta:
             if id(param) in moved:  # the same real Parameter registered again (a tie): the same meta stand-in
                 module._parameters[name] = param = moved[id(param)][1]
@@ -103,6 +108,11 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
+            elif not param.is_meta and from_torch_rng(param):
+                slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
+                slot.registered_in = init_frames()
+            elif param.is_meta and not slot.valued and not stale:
+                slot.registered_in = init_frames()  # lost, unless a later write gives it a value
 
     def register_buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         orig_buffer(module, name, tensor, persistent)
@@ -180,7 +190,10 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     - ``policy="default"`` on a model built under ``empty_init()`` replays what its constructors
       wrote (every init call, partial write, copy and tie, in order; see :mod:`fastinit.construct`),
       so the result is what eager construction gives, tensor by tensor, from the fastinit stream;
-      a record that cannot be replayed exactly raises before anything is written;
+      a record that cannot be replayed exactly raises before anything is written; a tensor whose
+      record holds no faithful value (lost on meta, or drawn from torch's RNG) gets the default
+      init that wrote it recorded again, when one did (:mod:`fastinit.reinit`), else a warning
+      (drawn) or the error below (lost);
     - ``"default"`` on a transformers model without such a record (accelerate's
       ``init_empty_weights``, ``torch.device("meta")``) is ``"hf"``: what its constructor runs;
     - any other ``policy`` (and ``"default"`` on other models without a record) is
@@ -236,9 +249,13 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         refuse([n for n in report.allocated_params if n in tracked and n not in covered])
 
     if slots:
-        valued = {name for slot, name in slots.items() if slot.valued}
+        for log, mapping in _by_log(model, slots):  # the whole record checked before the re-init flushes anything
+            log.prepare(mapping, backend)
+        reinit = reinit_unfaithful(model, slots, device, seed, backend)
+        valued = {name for slot, name in slots.items() if slot.valued} | reinit.covered
         refuse([n for n in report.allocated_params if n in tracked and n not in valued])
-        _replay(model, slots, seed, backend)
+        warn_drawn(reinit.drawn)
+        _replay(model, slots, seed, backend, reinit)
     else:
         run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
     for name, buf in meta_buffers.items():
@@ -256,16 +273,32 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     return model
 
 
-def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str) -> None:
-    """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops."""
-    by_log: dict[int, tuple[ConstructionLog, dict[Slot, tuple[str, torch.Tensor]]]] = {}
-    for slot, name in slots.items():
-        by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
-    reports = []
-    for log, mapping in by_log.values():
-        reports.extend(log.replay(mapping, seed, backend))
+def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str, reinit: Reinit) -> None:
+    """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops.
+
+    What ``reinit`` covers is written by it instead, first (ops of the record may read those tensors);
+    everything is validated before the first write.
+    """
+    skip = reinit.skip(slots)
+    # looked up now: the re-init may have made a parameter anew (A_log)
+    replays = [log.prepare(mapping, backend, skip) for log, mapping in _by_log(model, slots)]
+    reinit.validate(backend)
+    reports = reinit.write()
+    for r in replays:
+        reports.extend(r.run(seed, backend))
     # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
     sys.modules["fastinit.apply"]._last_report = reports
+
+
+_Mapping = dict[Slot, tuple[str, torch.Tensor]]
+
+
+def _by_log(model: nn.Module, slots: dict[Slot, str]) -> list[tuple[ConstructionLog, _Mapping]]:
+    """Each record with its slots' (name, current parameter of the model)."""
+    by_log: dict[int, tuple[ConstructionLog, _Mapping]] = {}
+    for slot, name in slots.items():
+        by_log.setdefault(id(slot.log), (slot.log, {}))[1][slot] = (name, model.get_parameter(name))
+    return list(by_log.values())
 
 
 def _listing(head: str, names: list[str], shown: int = 20) -> str:

@@ -294,24 +294,41 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     if unmatched:
         raise ValueError("no rule matches these parameters (strict=True): " + ", ".join(unmatched))
     if need_default:
-        wanted = set(need_default)
-        owners = {id(_owner(modules, n)) for n in need_default}
+        out.extend(record_owner_defaults(model, set(need_default), tracked, flush, written))
+    return out
 
-        def owners_init(module: nn.Module) -> None:
-            if id(module) in owners:
-                default_init(module)
 
-        def flush_wanted(p: Pending) -> None:
-            # a tensor a rule leaves alone (None) or gives its own spec is not written by another module's init;
-            # the init code's own temporaries are always written when it reads them
-            if (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None):
-                flush(p)
+def keeps(wanted: set[str], p: Pending) -> bool:
+    """Whether init code recorded for ``wanted`` names only writes ``p``: a wanted tensor (or part of one), or
+    one of the init code's own temporaries (always written when read)."""
+    return (p.part_of or p.name) in wanted or (p.temporary and p.part_of is None)
 
-        by_default: set[str] = set()
-        out.extend(p for p in record_callable(model, owners_init, tracked, flush_wanted, written=by_default)
-                   if p.name in wanted or (p.temporary and p.part_of is None))
-        if written is not None:
-            written.update(by_default & wanted)
+
+def record_owner_defaults(model: nn.Module, wanted: set[str], tracked: dict[str, torch.Tensor],
+                          flush: Callable[[Pending], None], written: set[str] | None = None) -> list[Pending]:
+    """The default init (:func:`default_init`) of the modules owning ``wanted`` names, recorded for those names only.
+
+    The torch equivalent is calling ``reset_parameters()`` on each owner. A tensor outside ``wanted``
+    is neither flushed nor given a spec by another module's init (a rule left it alone or gave it its
+    own spec); the init code's own temporaries are always written when it reads them. ``written``
+    (optional) receives the wanted names the init code wrote in full itself (whole copies).
+    """
+    modules = dict(model.named_modules(remove_duplicate=False))
+    owners = {id(_owner(modules, n)) for n in wanted}
+
+    def owners_init(module: nn.Module) -> None:
+        if id(module) in owners:
+            default_init(module)
+
+    def flush_wanted(p: Pending) -> None:
+        if keeps(wanted, p):
+            flush(p)
+
+    by_default: set[str] = set()
+    out = [p for p in record_callable(model, owners_init, tracked, flush_wanted, written=by_default)
+           if keeps(wanted, p)]
+    if written is not None:
+        written.update(by_default & wanted)
     return out
 
 
