@@ -33,7 +33,7 @@ the same slice of the expected global tensor.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ from .dryrun import PlannedTensor, dry_run
 from .expected import NotReplayable, expected_values, local_slice
 from .sharding import is_dtensor, local_tensor
 from .stats import chi2_two_sided_p, extreme_p, ks_uniform, moments, pit, two_sided_normal_p
-from .table import fmt, markdown_table, text_table
+from .table import RowsReport, fmt, markdown_table, text_table
 
 __all__ = ["AuditRow", "AuditReport", "audit"]
 
@@ -84,7 +84,7 @@ class AuditRow:
         return self.verdict == FAIL
 
 
-class AuditReport:
+class AuditReport(RowsReport):
     """The rows of :func:`audit`; ``print(report)`` is a table with a summary, ``failed`` the bad rows."""
 
     headers = ("name", "shape", "dtype", "expected", "exp mean", "mean", "exp std", "std", "exp min", "min", "exp max",
@@ -142,19 +142,6 @@ class AuditReport:
         """The table as Markdown, the summary under it."""
         return markdown_table(self.headers, self._cells()) + "\n\n" + self.summary()
 
-    def plot(self, path: str, tensors: list[str] | None = None, max_panels: int = 12) -> int:
-        """Histograms of the tensors' current values with each spec's density over them, as a PNG at ``path``.
-
-        ``tensors``: name globs (default: the largest tensor of each distinct random distribution). Needs
-        matplotlib (ImportError saying how to install it otherwise); returns the number of panels.
-        """
-        from .plot import plot_histograms, select
-
-        return plot_histograms(select(self.planned, tensors, max_panels), path)
-
-    def to_dicts(self) -> list[dict]:
-        """One plain dict per row."""
-        return [asdict(r) for r in self.rows]
 
 
 # ---- the checks ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -10,7 +10,7 @@ from torch import nn
 from .describe import describe, spec_call
 from .dryrun import PlannedTensor, dry_run
 from .keys import key_for
-from .table import fmt, markdown_table, text_table
+from .table import RowsReport, fmt, markdown_table, text_table
 
 __all__ = ["ExplainRow", "ExplainReport", "explain"]
 
@@ -79,7 +79,7 @@ def _row(p: PlannedTensor) -> ExplainRow:
     return row
 
 
-class ExplainReport:
+class ExplainReport(RowsReport):
     """The rows of :func:`explain`; ``print(report)`` is a table, ``to_markdown()``/``to_dicts()`` give the data."""
 
     headers = ("name", "shape", "dtype", "distribution", "numbers", "fan_in", "fan_out", "gain", "key", "backend",
@@ -112,19 +112,6 @@ class ExplainReport:
         """The table as Markdown."""
         return markdown_table(self.headers, self._cells())
 
-    def plot(self, path: str, tensors: list[str] | None = None, max_panels: int = 12) -> int:
-        """Histograms of the tensors' current values with each spec's density over them, as a PNG at ``path``.
-
-        ``tensors``: name globs (default: the largest tensor of each distinct random distribution). Needs
-        matplotlib (ImportError saying how to install it otherwise); returns the number of panels.
-        """
-        from .plot import plot_histograms, select
-
-        return plot_histograms(select(self.planned, tensors, max_panels), path)
-
-    def to_dicts(self) -> list[dict]:
-        """One plain dict per row (JSON-serializable)."""
-        return [asdict(r) for r in self.rows]
 
 
 def explain(model: nn.Module, policy: Any = "default", *, backend: str = "auto") -> ExplainReport:

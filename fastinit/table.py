@@ -27,3 +27,26 @@ def fmt(v: float | int | None, digits: int = 4) -> str:
     if isinstance(v, int):
         return str(v)
     return f"{v:.{digits}g}"
+
+
+class RowsReport:
+    """What explain's and audit's reports share: ``rows`` (dataclasses) and ``planned`` (the dry run's tensors)."""
+
+    rows: list
+    planned: list
+
+    def plot(self, path: str, tensors: list[str] | None = None, max_panels: int = 12) -> int:
+        """Histograms of the tensors' current values with each spec's density over them, as a PNG at ``path``.
+
+        ``tensors``: name globs (default: the largest tensor of each distinct random distribution). Needs
+        matplotlib (ImportError saying how to install it otherwise); returns the number of panels.
+        """
+        from .plot import plot_histograms, select
+
+        return plot_histograms(select(self.planned, tensors, max_panels), path)
+
+    def to_dicts(self) -> list[dict]:
+        """One plain dict per row (JSON-serializable)."""
+        from dataclasses import asdict
+
+        return [asdict(r) for r in self.rows]
