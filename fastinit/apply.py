@@ -77,6 +77,11 @@ class Writer:
         self.reports: list[GroupReport] = []
 
     @property
+    def drawn_seed(self) -> int | None:
+        """The run's seed if it is known (given, or drawn because something was written), else None."""
+        return self._seed
+
+    @property
     def seed(self) -> int:
         """The run's seed (drawn now if it was left to ``generator``)."""
         if self._seed is None:
@@ -120,7 +125,7 @@ def plan_of(pending: list[Pending], prefix: str = "") -> Plan:
 
 def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], seed: int | None, backend: str,
                check: Callable[[list[Pending], set[str]], None] | None = None, *, prefix: str = "",
-               generator: torch.Generator | None = None) -> list[Pending]:
+               generator: torch.Generator | None = None, writer: Writer | None = None) -> list[Pending]:
     """Record ``policy`` on ``model`` and execute it as one plan; the pending specs it executed.
 
     A tensor the init code reads while recording is written on the spot (flushed) with the same
@@ -128,9 +133,10 @@ def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], 
     (materialize uses it to refuse parameters the policy leaves without a value); the names are
     those flushed or written in full by the init code itself (whole copies). ``prefix``: see :func:`apply`.
     ``seed`` None is drawn from ``generator`` when first needed: at a flush, else after validation.
+    ``writer`` (optional) is the :class:`Writer` to write with (it then holds the seed and backend).
     """
     global _last_report
-    writer = Writer(seed, backend, prefix, generator)
+    writer = writer if writer is not None else Writer(seed, backend, prefix, generator)
     written: set[str] = set()
     with _no_gc():
         with run_context(model, written):  # also for recorders a policy makes itself (fastinit.hf)

@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .apply import run_policy
+from .apply import Writer, run_policy
 from .construct import STALE_ATTR, ConstructionRecorder
 from .construct_log import MODULE_SLOTS, SLOT_ATTR, ConstructionLog, Slot, init_frames, slots_of
 from .construct_temps import from_torch_rng
 from .hf import is_hf_model
-from .keys import draw_seed
 from .policy import tracked_tensors
 from .record import Pending
 from .reinit import Reinit, reinit_unfaithful, warn_drawn
@@ -229,9 +228,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
             raise RuntimeError(_listing("fastinit.materialize: what the constructors wrote into these parameters "
                                         "cannot be replayed exactly; pass an explicit policy", broken))
     meta_buffers = _allocate(model, device, dtype, report)
-    if seed is None:
-        seed = draw_seed(generator)
-    report.seed = seed
+    # seed None is drawn only once everything is checked: a refused call leaves the caller's RNG alone
+    writer = Writer(seed, backend, generator=generator)
     tracked = tracked_tensors(model)
 
     def refuse(names: list[str]) -> None:
@@ -251,13 +249,14 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     if slots:
         for log, mapping in _by_log(model, slots):  # the whole record checked before the re-init flushes anything
             log.prepare(mapping, backend)
-        reinit = reinit_unfaithful(model, slots, device, seed, backend)
+        reinit = reinit_unfaithful(model, slots, device, writer)
         valued = {name for slot, name in slots.items() if slot.valued} | reinit.covered
         refuse([n for n in report.allocated_params if n in tracked and n not in valued])
         warn_drawn(reinit.drawn)
-        _replay(model, slots, seed, backend, reinit)
+        _replay(model, slots, writer, backend, reinit)
     else:
-        run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized)
+        run_policy(model, policy, tracked, seed, backend, check=refuse_uninitialized, writer=writer)
+    report.seed = writer.drawn_seed if writer.drawn_seed is not None else 0
     for name, buf in meta_buffers.items():
         if _is_sentinel(buf):
             report.meta_leftovers.append(name)
@@ -273,7 +272,7 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
     return model
 
 
-def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str, reinit: Reinit) -> None:
+def _replay(model: nn.Module, slots: dict[Slot, str], writer: Writer, backend: str, reinit: Reinit) -> None:
     """Replay the constructors' record on the allocated parameters: one fused plan per record, then its ops.
 
     What ``reinit`` covers is written by it instead, first (ops of the record may read those tensors);
@@ -285,7 +284,7 @@ def _replay(model: nn.Module, slots: dict[Slot, str], seed: int, backend: str, r
     reinit.validate(backend)
     reports = reinit.write()
     for r in replays:
-        reports.extend(r.run(seed, backend))
+        reports.extend(r.run(writer.seed, backend))
     # fastinit.last_report() shows what was fused (the package attribute `apply` is the function, not the module)
     sys.modules["fastinit.apply"]._last_report = reports
 

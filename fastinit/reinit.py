@@ -94,13 +94,13 @@ def written_by(slot: Slot, owner: nn.Module) -> str | None:
     return None
 
 
-def reinit_unfaithful(model: nn.Module, slots: dict[Slot, str], device: torch.device, seed: int,
-                      backend: str) -> Reinit:
+def reinit_unfaithful(model: nn.Module, slots: dict[Slot, str], device: torch.device, writer: Writer) -> Reinit:
     """Record the default init that wrote each tensor of ``unfaithful(slots)``, on the allocated ``model``.
 
     Nothing of the model is written, except what that init code reads (flushed, as in
     :func:`fastinit.apply`). It runs under ``torch.device(device)``, as eager construction on
-    ``device`` would, so a parameter it makes anew (``nn.Parameter(torch.log(a))``) lands there.
+    ``device`` would, so a parameter it makes anew (``nn.Parameter(torch.log(a))``) lands there. ``writer``
+    writes it (and holds the run's seed, drawn when first needed).
     """
     why = unfaithful(slots)
     if not why:
@@ -111,7 +111,6 @@ def reinit_unfaithful(model: nn.Module, slots: dict[Slot, str], device: torch.de
         kind = written_by(by_name[name], model.get_submodule(name.rpartition(".")[0]))
         if kind is not None:
             wanted[kind].add(name)
-    writer = Writer(seed, backend)
     written: set[str] = set()
     pending: list[Pending] = []
     with torch.device(device):

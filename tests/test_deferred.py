@@ -133,3 +133,20 @@ def test_empty_init_restores_what_it_patches():
         x.normal_()  # real tensors still draw
         assert (x != 0).any()
     assert (nn.Module.register_parameter, nn.Module.register_buffer, torch.Tensor.normal_) == before
+
+
+def test_refused_materialize_leaves_the_rngs_alone():
+    class NoInit(nn.Module):  # a parameter nothing gives a value: strict materialize refuses
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.empty(300, 300))
+
+    for record in (True, False):
+        for use_generator in (True, False):
+            with fastinit.empty_init(record=record):
+                m = NoInit()
+            gen = torch.Generator().manual_seed(3)
+            rng, gstate = torch.get_rng_state(), gen.get_state()
+            with pytest.raises(RuntimeError, match="gives no value"):
+                fastinit.materialize(m, "cpu", generator=gen if use_generator else None)
+            assert torch.equal(torch.get_rng_state(), rng) and torch.equal(gen.get_state(), gstate)
