@@ -119,8 +119,11 @@ def _uniform(a: float, b: float) -> Resolved:
             raise RuntimeError(f"{name} is out of bounds for double")
     if a > b:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
-    # exact doubles; build_tables rounds them for the group's dtype (stream contract v2)
-    return Resolved(KIND_UNIFORM, ((a + b) / 2, (b - a) / 2, 0.0, 0.0, float(a), float(b)))
+    # exact doubles; build_tables rounds them for the group's dtype (stream contract v2). a + b overflows only
+    # for float64 bounds beyond half the double range (b - a cannot: torch refuses that): there the centre
+    # is a/2 + b/2, which does not (docs/STREAM.md)
+    center = (a + b) / 2 if math.isfinite(a + b) else a / 2 + b / 2
+    return Resolved(KIND_UNIFORM, (center, (b - a) / 2, 0.0, 0.0, float(a), float(b)))
 
 
 def _normal(mean: float, std: float, c: float = 0.0, h: float = 1.0, lo: float = -_INF, hi: float = _INF) -> Resolved:

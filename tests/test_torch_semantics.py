@@ -550,3 +550,17 @@ def test_strided_writes_use_their_dtypes_tables(dtype, spec, monkeypatch):
     fastinit.apply(strided, rules, seed=4)
     assert not strided["w"].is_contiguous()
     assert torch.equal(strided["w"].detach(), flat["w"].detach())
+
+
+@pytest.mark.parametrize("a,b", [(1e308, 1.7e308), (-1.7e308, -0.9e308), (8.9e307, 1.79e308)])
+def test_float64_uniform_near_the_double_limit_is_spread_like_torchs(a, b):
+    # (a + b) / 2 overflows here: the centre is a/2 + b/2, so the values are spread over [a, b) as torch's
+    # are, not all clamped to the top (what an infinite centre gave)
+    theirs = torch.nn.init.uniform_(torch.empty(4096, dtype=torch.float64), a, b)
+    mine = init.uniform_(torch.empty(4096, dtype=torch.float64), a, b, seed=1)
+    assert bool((mine >= a).all() and (mine < b).all() and mine.isfinite().all())
+    assert mine.unique().numel() > 4000 and theirs.unique().numel() > 4000
+    import scipy.stats as st
+
+    u_mine, u_theirs = (mine - a) / (b - a), (theirs - a) / (b - a)  # both ~ U(0, 1): the same spread
+    assert st.ks_2samp(u_mine.numpy(), u_theirs.numpy()).pvalue > 1e-4
