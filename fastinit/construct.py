@@ -43,7 +43,8 @@ from .calls import spec_from_call
 from .construct_log import ConstructionLog, Slot, tensors_in
 from .construct_temps import VIEWS, Temporaries, constant_made, eligible, from_torch_rng, mark_torch_rng
 from .intercept import INIT_NAMES as _INIT_NAMES
-from .intercept import TORCH_FUNCS as _TORCH_INIT
+from .intercept import PRISTINE as _TORCH_INIT
+from .intercept import recording_in_this_thread
 from .record import _INIT_FUNCS, _PASSTHROUGH
 from .replay import spec_from_method
 from .temporaries import RANDOM as _RANDOM_FACTORIES
@@ -231,8 +232,12 @@ class ConstructionRecorder(TorchFunctionMode):
         """Swap the ``torch.nn.init`` functions (and trunc_normal_'s body) for recording ones while inside."""
         init = torch.nn.init
         saved = {n: getattr(init, n) for n in _INIT_NAMES}
-        for n, fn in saved.items():
-            setattr(init, n, self._stand_in(n, fn))
+        for n in saved:  # what a stand-in runs eagerly is torch's code itself (a pristine copy: no trampoline)
+            setattr(init, n, self._stand_in(n, _TORCH_INIT[n]))
+        # every other reference to torch's function objects (functools.partial, from-imports, megatron's
+        # init_method): their code objects are trampolines into this thread's recorder, as for fastinit.recording
+        intercepted = recording_in_this_thread(self)
+        intercepted.__enter__()
         body = getattr(init, "_no_grad_trunc_normal_", None)
         if body is not None:
             init._no_grad_trunc_normal_ = self._trunc_stand_in(body)
@@ -241,6 +246,7 @@ class ConstructionRecorder(TorchFunctionMode):
         try:
             yield
         finally:
+            intercepted.__exit__(None, None, None)
             for n, fn in saved.items():
                 setattr(init, n, fn)
             if body is not None:
@@ -284,8 +290,8 @@ class ConstructionRecorder(TorchFunctionMode):
             handled, out = self._through_temporary(func, args, kwargs)
             if handled:
                 return out
-        if func in _INIT_FUNCS:  # reached through a reference taken before patching (megatron's init_method)
-            return self._call_init(_INIT_FUNCS[func], func, args, kwargs)
+        if func in _INIT_FUNCS:  # reached through torch's own hook: run torch's code (never the trampoline) if run
+            return self._call_init(_INIT_FUNCS[func], _TORCH_INIT[_INIT_FUNCS[func]], args, kwargs)
         if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
             tensor = args[0] if args else kwargs.get("tensor")
             if getattr(tensor, "_is_hf_initialized", False):  # transformers' guard, honoured
@@ -346,6 +352,11 @@ class ConstructionRecorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         _mark_draws(func, args, kwargs, out, _written(func, args, kwargs), self._from_rng)
         return True, out
+
+    def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
+        """Where :func:`fastinit.intercept.dispatch` hands this thread's calls of torch's init functions made
+        through any reference (``original`` is torch's code, pristine)."""
+        return self._stand_in(torch_name, original)(*args, **kwargs)
 
     def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
         kwargs = dict(kwargs)

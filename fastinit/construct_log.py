@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from . import specs as S
 from .init import run_spec
-from .intercept import TORCH_FUNCS as _TORCH_INIT
+from .intercept import PRISTINE as _TORCH_INIT
 from .keys import key_for
 from .plan import GroupReport, Plan
 from .sharding import entries_for, fill_global, is_dtensor

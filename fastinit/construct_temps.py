@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import specs as S
-from .intercept import TORCH_FUNCS as _TORCH_INIT
+from .intercept import PRISTINE as _TORCH_INIT
 
 # Calls that only make views (their results share the temporary's memory, so reads of them are still seen)
 VIEWS = {torch.split, torch.chunk, torch.unbind, torch.functional.split, torch.Tensor.split_with_sizes,

@@ -393,3 +393,44 @@ def test_other_threads_are_not_recorded():
         th.start()
         th.join()
     assert 0.8 < seen["std"] < 1.2
+
+
+from torch.nn.init import xavier_normal_ as _xavier_normal_taken_at_import  # noqa: E402
+
+
+class InitByReference(nn.Module):
+    """Constructor init through references taken before recording: a from-import, a partial, a temporary."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(1024, 128)  # over keep_numel: meta
+        _xavier_normal_taken_at_import(self.emb.weight)
+        self.small = nn.Parameter(torch.empty(64, 32))  # kept real
+        functools.partial(nn.init.kaiming_normal_, mode="fan_out")(self.small)
+        tmp = torch.empty(64, 32)
+        functools.partial(nn.init.xavier_uniform_, gain=2.0)(tmp)
+        self.copied = nn.Parameter(torch.empty(64, 32))
+        with torch.no_grad():
+            self.copied.copy_(tmp)
+
+
+def test_init_functions_reached_through_any_reference_are_recorded_in_constructors():
+    # torch 2.13's xavier_*/kaiming_normal_ have no __torch_function__ hook: only the code-object trampolines
+    # (fastinit.intercept) see calls through references, so the constructor recorder uses them too
+    outs = []
+    for s in (1, 2):
+        torch.manual_seed(s)
+        with fastinit.empty_init():
+            m = InitByReference()
+        fastinit.materialize(m, "cpu", seed=SEED)
+        assert {r.backend for r in fastinit.last_report()} == {"cpu"}
+        outs.append(m)
+    for name in ("emb.weight", "small", "copied"):
+        assert torch.equal(outs[0].get_parameter(name), outs[1].get_parameter(name)), name  # not torch's RNG
+    assert torch.equal(outs[0].emb.weight.detach(), _stream((1024, 128), fastinit.init.xavier_normal_, "emb.weight"))
+    assert torch.equal(outs[0].small.detach(), _stream((64, 32), functools.partial(
+        fastinit.init.kaiming_normal_, mode="fan_out"), "small"))
+    eager = InitByReference()
+    bound = 2.0 * math.sqrt(6.0 / (64 + 32))
+    assert float(outs[0].copied.abs().max()) <= bound and float(outs[0].copied.std()) > 0.5 * bound / math.sqrt(3)
+    assert abs(float(outs[0].copied.std()) / float(eager.copied.std()) - 1) < 0.1
