@@ -46,6 +46,7 @@ class Slot:
     stale: bool = False  # a real (small) tensor whose eager value is not what materialize will write
     broken: str = ""  # why its recorded writes cannot be replayed (raised by materialize)
     torch_rng: bool = False  # its recorded value came from torch's RNG (a temporary written eagerly, torch.randn)
+    computed: bool = False  # kept real, with a value computed from a parameter whose random init was deferred
     registered_in: tuple | None = None  # init_frames() when it was registered with no faithful value (lost, drawn)
     ops: list[Op] = field(default_factory=list)  # live ops writing it
     readers: list[Op] = field(default_factory=list)  # live ops of other slots that read it

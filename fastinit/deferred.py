@@ -107,6 +107,10 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
+            elif not param.is_meta and stale:
+                # kept real, but computed from a deferred init (weight norm's g from its weight): eager's value is
+                # unknown until that init is written, so it has none unless a later whole write gives it one
+                slot.valued, slot.computed = False, True
             elif not param.is_meta and from_torch_rng(param):
                 slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
                 slot.registered_in = init_frames()
@@ -236,7 +240,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
         report.uninitialized_params = names
         if names:
             msg = _listing("fastinit.materialize: the policy gives no value to these parameters that were on the "
-                           "meta device, so their memory is uninitialized (give them a spec with fastinit.Rules, a "
+                           "meta device (or were computed at construction from a parameter whose init empty_init "
+                           "defers), so their memory is uninitialized (give them a spec with fastinit.Rules, a "
                            "reset_parameters method, or build them outside empty_init)", names)
             if strict:
                 raise RuntimeError(msg + "; pass strict=False to continue anyway")
@@ -251,7 +256,8 @@ def materialize(model: nn.Module, device: torch.device | str | None = None, poli
             log.prepare(mapping, backend)
         reinit = reinit_unfaithful(model, slots, device, writer)
         valued = {name for slot, name in slots.items() if slot.valued} | reinit.covered
-        refuse([n for n in report.allocated_params if n in tracked and n not in valued])
+        computed = [name for slot, name in slots.items() if slot.computed and name not in report.allocated_params]
+        refuse([n for n in report.allocated_params + computed if n in tracked and n not in valued])
         warn_drawn(reinit.drawn)
         _replay(model, slots, writer, backend, reinit)
     else:

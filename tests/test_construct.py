@@ -434,3 +434,26 @@ def test_init_functions_reached_through_any_reference_are_recorded_in_constructo
     bound = 2.0 * math.sqrt(6.0 / (64 + 32))
     assert float(outs[0].copied.abs().max()) <= bound and float(outs[0].copied.std()) > 0.5 * bound / math.sqrt(3)
     assert abs(float(outs[0].copied.std()) / float(eager.copied.std()) - 1) < 0.1
+
+
+class WeightNormed(nn.Module):
+    """A parametrization computed at construction from a kept-real weight whose random init is deferred."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(32, 32, 16, padding=8, groups=4), dim=2)
+
+
+def test_values_computed_from_a_deferred_init_are_refused_not_left_garbage():
+    # weight norm's g = |v| is computed in the constructor from the kept-real weight, whose kaiming init
+    # materialize writes later: eager's g is unknown, so strict materialize refuses it, naming it
+    with fastinit.empty_init():
+        m = WeightNormed()
+    rng = torch.get_rng_state()
+    with pytest.raises(RuntimeError, match=r"gives no value.*parametrizations\.weight\.original0"):
+        fastinit.materialize(m, "cpu", seed=SEED)
+    assert torch.equal(torch.get_rng_state(), rng)
+    with fastinit.empty_init():
+        m = WeightNormed()
+    with pytest.warns(RuntimeWarning, match="original0"):
+        fastinit.materialize(m, "cpu", seed=SEED, strict=False)
