@@ -368,8 +368,10 @@ class ConstructionRecorder(TorchFunctionMode):
         return original(*args, **kwargs)
 
     def _record_write(self, slot: Slot, whole: bool, func: Callable, args: tuple, kwargs: dict):
-        view = args[0] if args else kwargs["out"]
-        sources = tensors_in((args[1:], {k: v for k, v in kwargs.items() if k != "out"}))
+        # an out= op writes its out (torch.cat(parts, out=w): args[0] is the parts), a method its self
+        out = "out" in kwargs
+        view = kwargs["out"] if out else args[0]
+        sources = tensors_in((args if out else args[1:], {k: v for k, v in kwargs.items() if k != "out"}))
         reads_slot = any(self.log.lookup(t)[0] is not None for t in sources)
         spec = None
         if not reads_slot and "out" not in kwargs:

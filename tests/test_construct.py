@@ -457,3 +457,26 @@ def test_values_computed_from_a_deferred_init_are_refused_not_left_garbage():
         m = WeightNormed()
     with pytest.warns(RuntimeWarning, match="original0"):
         fastinit.materialize(m, "cpu", seed=SEED, strict=False)
+
+
+class CatOut(nn.Module):
+    """Older Megatron-LM's CPU init: a master weight split and concatenated into the parameter with out=."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(64, 32))
+        master = torch.empty(64, 32)
+        nn.init.normal_(master, std=0.02)
+        with torch.no_grad():
+            torch.cat(torch.split(master, 32), dim=0, out=self.weight)
+
+
+def test_an_out_op_into_a_parameter_is_recorded_and_its_torch_draws_are_named():
+    torch.manual_seed(0)
+    eager = CatOut().weight.detach()
+    torch.manual_seed(0)
+    with fastinit.empty_init():
+        m = CatOut()
+    with pytest.warns(RuntimeWarning, match="drawn from torch's RNG.*weight"):  # read by cat before any copy
+        fastinit.materialize(m, "cpu", seed=SEED)
+    assert torch.equal(m.weight.detach(), eager)  # eager's values, drawn where eager drew them
