@@ -17,28 +17,12 @@ import warnings
 
 import pytest
 import torch
+from test_recording import FusedQKV  # q/k/v temporaries read by torch.cat, copied into wqkv
 from torch import nn
 
 import fastinit
 
 SEED = 11
-
-
-class FusedQKV(nn.Module):
-    """q/k/v temporaries initialized apart, read by torch.cat, copied into one fused parameter."""
-
-    def __init__(self, d=16):
-        super().__init__()
-        self.d = d
-        self.wqkv = nn.Parameter(torch.empty(3 * d, d))
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        parts = [torch.empty(self.d, self.d) for _ in range(3)]
-        for p in parts:
-            nn.init.xavier_uniform_(p)
-        with torch.no_grad():
-            self.wqkv.copy_(torch.cat(parts))
 
 
 class RandnScale(nn.Module):
