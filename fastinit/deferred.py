@@ -102,16 +102,18 @@ def empty_init(*, keep_numel: int = KEEP_NUMEL, warn: bool = True, record: bool 
                 module._parameters[name] = param = meta
                 state.meta_params += 1
         if state.log is not None:
+            # memory registered again (a tie, ParameterDict's d[k] = d[k].to(device)) keeps what its slot knows
+            fresh = state.log.lookup(param)[0] is None
             slot = state.log.track(param)
             module.__dict__.setdefault(MODULE_SLOTS, {})[name] = slot
             if adopted is not None:
                 state.log.set_spec(slot, adopted)
                 slot.stale = not param.is_meta and not isinstance(adopted, Constant)  # a constant's values are real
-            elif not param.is_meta and stale:
+            elif not param.is_meta and stale and fresh:
                 # kept real, but computed from a deferred init (weight norm's g from its weight): eager's value is
                 # unknown until that init is written, so it has none unless a later whole write gives it one
                 slot.valued, slot.computed = False, True
-            elif not param.is_meta and from_torch_rng(param):
+            elif not param.is_meta and from_torch_rng(param) and fresh:
                 slot.torch_rng = True  # kept real, with values torch's RNG drew (nn.Parameter(torch.randn(d)))
                 slot.registered_in = init_frames()
             elif param.is_meta and not slot.valued and not stale:

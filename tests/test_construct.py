@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import pytest
 import torch
@@ -480,3 +481,31 @@ def test_an_out_op_into_a_parameter_is_recorded_and_its_torch_draws_are_named():
     with pytest.warns(RuntimeWarning, match="drawn from torch's RNG.*weight"):  # read by cat before any copy
         fastinit.materialize(m, "cpu", seed=SEED)
     assert torch.equal(m.weight.detach(), eager)  # eager's values, drawn where eager drew them
+
+
+class ReRegistered(nn.Module):
+    """PEFT's LoRA embedding: a ParameterDict entry made from torch.randn, initialized, then registered again
+    (``d[k] = d[k].to(device)`` returns the same Parameter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = nn.Embedding(10, 16)
+        self.lora_A = nn.ParameterDict()
+        self.lora_A["default"] = nn.Parameter(torch.randn(4, 16))
+        nn.init.normal_(self.lora_A["default"])
+        self.lora_A["default"] = self.lora_A["default"].to(self.base.weight.device)
+
+
+def test_a_parameter_registered_again_keeps_its_record():
+    # registering the same memory again neither refuses it (its init is recorded) nor calls it torch's draws
+    outs = []
+    for s in (1, 2):
+        torch.manual_seed(s)
+        with fastinit.empty_init():
+            m = ReRegistered()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            fastinit.materialize(m, "cpu", seed=SEED)
+        outs.append(m.lora_A["default"].detach().clone())
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], _stream((4, 16), fastinit.init.normal_, "lora_A.default"))
