@@ -94,6 +94,7 @@ class Plan:
         seen: dict[tuple, int] = {}
         self.entries: list[Entry] = []
         self._replaced: dict[int, list[Entry]] = {}  # entry index -> earlier entries for the same memory
+        self._validated: tuple | None = None  # (backend, generator) of the last validate that passed
         for e in entries:
             k = storage_key(e.tensor) if isinstance(e.tensor, torch.Tensor) and not e.tensor.is_sparse else id(e)
             if k in seen:  # a later spec for the same memory wins, as it would eagerly
@@ -198,7 +199,7 @@ class Plan:
         ``seed`` None draws one from ``generator`` (torch's default generator when None) *after* validation,
         so a refused plan leaves the caller's RNG untouched.
         """
-        if getattr(self, "_validated", None) != (backend, generator):  # Writer.write validates every plan first
+        if self._validated != (backend, generator):  # Writer.write validates every plan first
             self.validate(backend, generator)
         if seed is None:  # torch draws nothing for zero-element tensors
             seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
