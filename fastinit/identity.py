@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from .overlap import views_share_memory
 from .sharding import is_dtensor, local_tensor
 
 if TYPE_CHECKING:
@@ -37,6 +38,18 @@ def covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
         view, whole = local_tensor(view), local_tensor(whole)
     return (view.storage_offset() == whole.storage_offset() and tuple(view.shape) == tuple(whole.shape)
             and tuple(view.stride()) == tuple(whole.stride()))
+
+
+def disjoint_view(t: torch.Tensor, others: list[Pending]) -> bool:
+    """Whether ``t`` shares no element with any of ``others``' tensors (all in ``t``'s storage): then it is a
+    tensor of its own, as parameters that are views of one flat buffer are, not an alias of one of them."""
+    if is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
+        return False
+    for q in others:
+        o = q.tensor
+        if is_dtensor(o) or o.is_meta or o.numel() == 0 or o.layout != torch.strided or views_share_memory(t, o):
+            return False
+    return True
 
 
 class Slots:
@@ -108,8 +121,8 @@ class TrackedMemory:
     """The recorder's identity bookkeeping (a mixin of :class:`fastinit.record.Recorder`): which tracked tensor a
     tensor is, memory that moved (module attributes, ``.data``), and which tracked tensors have been written.
 
-    Its state is the recorder's: ``by_storage``, ``by_name``, ``_sid`` (name -> storage id), ``slots``, ``fresh``,
-    ``written``, ``flushed`` and ``_coverage`` (name -> which elements of its storage were written).
+    Its state is the recorder's: ``by_storage``, ``views``, ``by_name``, ``_sid`` (name -> storage id), ``slots``,
+    ``fresh``, ``written``, ``flushed`` and ``_coverage`` (name -> which elements of its storage were written).
     """
 
     def _target(self, t, follow: bool = False) -> tuple[Pending | None, bool]:
@@ -119,14 +132,52 @@ class TrackedMemory:
         """
         if not isinstance(t, torch.Tensor) or t.is_sparse:
             return None, False
-        p = self.by_storage.get(storage_id(t))
+        p = self._lookup(t)
         # memory allocated inside the block is no tracked tensor yet (one installed later, register_buffer, is
         # found by the last refresh): no need to look
         if p is None and follow and not self.fresh.holds(t) and self._refresh():
-            p = self.by_storage.get(storage_id(t))
+            p = self._lookup(t)
         if p is None:
             return None, False
         return p, covers(t, p.tensor)
+
+    def _lookup(self, t: torch.Tensor, sid: int | None = None) -> Pending | None:
+        """The tracked tensor whose memory ``t`` views (``sid``: ``t``'s storage id, if known).
+
+        In a storage holding several tracked tensors (``views``), the one ``t`` shares elements with. A ``t``
+        spanning several of them (the flat buffer itself) is written only after they are: each is written now
+        (flushed) and None is returned, so the call runs on their real values; an init call on it is refused
+        (:meth:`_refuse_spanning`), since no one tensor's stream could give its values.
+        """
+        if sid is None:
+            sid = storage_id(t)
+        p = self.by_storage.get(sid)
+        views = self.views.get(sid) if p is not None and self.views else None
+        if views is None:
+            return p
+        if is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
+            return None
+        hits = [q for q in views if views_share_memory(t, q.tensor)]
+        if len(hits) == 1:
+            return hits[0]
+        for q in hits:
+            self._flush(q)
+        return None
+
+    def _in_views(self, t: torch.Tensor) -> bool:
+        """Whether ``t``'s storage holds several tracked tensors (its memory is theirs, never a temporary)."""
+        return bool(self.views) and storage_id(t) in self.views
+
+    def _refuse_spanning(self, t: torch.Tensor, call: str) -> None:
+        """Raise for random write ``call`` on memory holding several tracked tensors (a flat buffer they view)."""
+        views = self.views.get(storage_id(t)) if self.views and isinstance(t, torch.Tensor) else None
+        if not views or is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
+            return
+        hits = [q.name for q in views if views_share_memory(t, q.tensor)]
+        if len(hits) > 1:
+            raise NotImplementedError(
+                f"fastinit: {call} on memory that holds several parameters ({', '.join(hits)}: views of one "
+                "buffer) has no one tensor's values to give; initialize each of them on its own")
 
     def _mark_written(self, p: Pending | None, view: torch.Tensor, whole: bool) -> None:
         """``view`` of ``p`` was written now, eagerly: ``p`` counts as written once every element has been."""
@@ -165,7 +216,13 @@ class TrackedMemory:
     def _repoint(self, p: Pending, t: torch.Tensor) -> None:
         """``p``'s name now holds ``t`` (or ``p.tensor``'s memory was replaced): track the new memory."""
         old = self._sid.get(p.name)
-        if old is not None and self.by_storage.get(old) is p:
+        views = self.views.get(old) if old is not None else None
+        if views is not None and p in views:  # one of several tensors in that storage: the others stay
+            views.remove(p)
+            self.by_storage[old] = views[0]
+            if len(views) == 1:
+                del self.views[old]
+        elif old is not None and self.by_storage.get(old) is p:
             del self.by_storage[old]
         p.tensor = t
         p.spec, p.post_ops, p.seed, p.shadow = None, [], None, None  # what the old memory would have held is gone
@@ -205,7 +262,7 @@ class TrackedMemory:
     def _set_data(self, func, args, kwargs):
         """``t.data = new``: the tensor object stays, its memory is ``new``'s."""
         target = args[0] if args else None
-        p = self.by_storage.get(storage_id(target)) if isinstance(target, torch.Tensor) else None
+        p = self._lookup(target) if isinstance(target, torch.Tensor) and not target.is_sparse else None
         if p is not None and p.tensor is not target:
             p = None  # a view's or an alias's .data: the tracked tensor keeps its memory
         out = func(*args, **kwargs)

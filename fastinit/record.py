@@ -36,7 +36,7 @@ from torch.utils._pytree import tree_flatten
 from . import replay as R
 from . import specs as S
 from .calls import bind, spec_from_call
-from .identity import FreshMemory, Slots, TrackedMemory, covers, storage_id
+from .identity import FreshMemory, Slots, TrackedMemory, covers, disjoint_view, storage_id
 from .intercept import PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
 from .pending import Pending, generator_seed
 from .sharding import is_dtensor
@@ -78,6 +78,8 @@ _DATA_SET = torch.Tensor.data.__set__
 #: allocations whose memory holds garbage until written
 _EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
 #: ops that write every element they are given without reading it (what makes memory "written")
+_RANDOM_WRITES = {R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_, torch.Tensor.exponential_,
+                  torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 _WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
            torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
@@ -115,11 +117,19 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
         self.by_storage: dict[int, Pending] = {}
         self.by_name: dict[str, Pending] = {}
         self._sid: dict[str, int] = {}
+        #: storages holding several tracked tensors on disjoint memory (parameters that are views of one flat
+        #: buffer): storage id -> those tensors' pendings, the first also in by_storage
+        self.views: dict[int, list[Pending]] = {}
         for name, t in tracked.items():
             sid = storage_id(t)
-            if sid not in self.by_storage:
+            first = self.by_storage.get(sid)
+            if first is None:
                 p = Pending(name, t)
                 self.by_storage[sid], self.by_name[name], self._sid[name] = p, p, sid
+            elif disjoint_view(t, self.views.get(sid, [first])):  # else an alias: the first one writes it
+                p = Pending(name, t)
+                self.views.setdefault(sid, [first]).append(p)
+                self.by_name[name], self._sid[name] = p, sid
         self.slots = Slots(model, {n: p.tensor for n, p in self.by_name.items()})
         self.fresh = FreshMemory()
         self.written: set[str] = written if written is not None else set()
@@ -172,13 +182,13 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
     # -- the default policy's fast path (fastinit.known_inits) ----------------------------------
     def spec_of(self, t: torch.Tensor) -> S.Spec | None:
         """The spec recorded so far for tracked tensor ``t`` (None: none, or not tracked)."""
-        p = self.by_storage.get(storage_id(t))
+        p = self._lookup(t)
         return p.spec if p is not None else None
 
     def set_whole(self, t: torch.Tensor, spec: S.Spec) -> None:
         """Record ``spec`` for the whole of tracked tensor ``t``, as a recorded init call on it would (a known
         module's call: ``t`` is a whole, plain, non-empty parameter, and the call can neither warn nor fail)."""
-        p = self.by_storage.get(t.untyped_storage()._cdata)  # a plain tensor: no DTensor unwrapping
+        p = self._lookup(t, t.untyped_storage()._cdata)  # a plain tensor: no DTensor unwrapping
         if p is None or (p.tensor is not t and not covers(t, p.tensor)):
             raise RuntimeError("set_whole: not a whole tracked tensor")  # the fast path's own precondition
         self._set(p, spec)
@@ -215,6 +225,7 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
 
     def record_init(self, torch_name: str, original: Callable, tensor, /, *args, **kwargs):
         """A ``torch.nn.init`` call: record it if it covers a tracked tensor, else run it (flushing first)."""
+        self._refuse_spanning(tensor, f"torch.nn.init.{torch_name}")  # before _target flushes what it spans
         p, whole = self._target(tensor, follow=True)
         if p is None and self._adoptable(tensor):
             p, whole = self._adopt(tensor), True
@@ -337,6 +348,8 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
         if func == _DATA_SET:
             return self._set_data(func, args, kwargs)
         first = args[0] if args else None
+        if func in _RANDOM_WRITES:  # before _target flushes what it spans
+            self._refuse_spanning(first, f"Tensor.{getattr(func, '__name__', func)}")
         p, whole = self._target(first, follow=func in _WRITES)
         whole = whole and func is not R.SETITEM  # w[i] = v writes part of w
         if p is None and whole is False and func in (R.UNIFORM, R.NORMAL) and self._adoptable(first) \

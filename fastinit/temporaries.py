@@ -76,7 +76,7 @@ class Temporaries:
 
     def _adoptable(self, t) -> bool:
         return (isinstance(t, torch.Tensor) and not t.is_meta and not is_dtensor(t) and not t.is_sparse
-                and t.dtype in FUSED_DTYPES and t.layout == torch.strided)
+                and t.dtype in FUSED_DTYPES and t.layout == torch.strided and not self._in_views(t))
 
     def _adopt(self, t: torch.Tensor) -> Pending:
         """Track ``t``, a tensor the recorded code allocated itself, as a temporary."""

@@ -652,3 +652,74 @@ def test_concurrent_apply_leaves_torch_nn_init_unpatched():
     for m in models:
         torch.nn.init.zeros_(m[0].weight)
         assert (m[0].weight == 0).all()
+
+
+# -- parameters that are views of one flat buffer (FSDP1's use_orig_params, megatron's contiguous param buffer) --------
+
+def _flat_model(flat: bool) -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3), nn.Linear(3, 2))
+    if flat:  # every parameter becomes a view of one buffer, values kept
+        base = torch.cat([p.detach().flatten() for p in m.parameters()])
+        off = 0
+        for mod in m:
+            for k, p in list(mod._parameters.items()):
+                mod._parameters[k] = nn.Parameter(base[off:off + p.numel()].view_as(p))
+                off += p.numel()
+        assert len({p.untyped_storage()._cdata for p in m.parameters()}) == 1
+    return m
+
+
+def _gpt_like(mod: nn.Module) -> None:
+    if isinstance(mod, nn.Linear):
+        nn.init.normal_(mod.weight, std=0.02)
+        nn.init.zeros_(mod.bias)
+
+
+def _recorded(m: nn.Module) -> None:
+    with fastinit.recording(m, seed=1):
+        m.apply(_gpt_like)
+
+
+FLAT_RUNS = {
+    "default": lambda m: fastinit.apply(m, seed=1),
+    "preset": lambda m: fastinit.apply(m, "gpt2", seed=1),
+    "callable": lambda m: fastinit.apply(m, _gpt_like, seed=1),
+    "recording": _recorded,
+}
+
+
+@pytest.mark.parametrize("run", FLAT_RUNS.values(), ids=FLAT_RUNS.keys())
+def test_views_of_one_flat_buffer_get_their_own_names_values(run):
+    # each parameter is a tensor of its own: its values come from its name, as if it had memory of its own (it was
+    # recorded as a part of the first parameter in the buffer, keyed by that one's name, silently)
+    own, flat = _flat_model(False), _flat_model(True)
+    run(own)
+    run(flat)
+    for (name, a), b in zip(own.named_parameters(), flat.parameters()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("write", [lambda t: nn.init.normal_(t), lambda t: t.uniform_()],
+                         ids=["init.normal_", "uniform_"])
+def test_a_random_write_of_the_flat_buffer_itself_is_refused(write):
+    m = _flat_model(True)
+    flat = torch.Tensor().set_(m[0].weight.untyped_storage())  # the whole buffer, as a tensor
+    before = flat.clone()
+    with pytest.raises(NotImplementedError, match=r"several parameters \(0.weight, 0.bias"):
+        with fastinit.recording(m, seed=1):
+            m.apply(_gpt_like)
+            with torch.no_grad():
+                write(flat)
+    assert torch.equal(flat, before)  # nothing written
+
+
+def test_reading_the_flat_buffer_sees_every_pending_value():
+    m, ref = _flat_model(True), _flat_model(False)
+    fastinit.apply(ref, _gpt_like, seed=1)
+    flat = torch.Tensor().set_(m[0].weight.untyped_storage())
+    seen = []
+    with fastinit.recording(m, seed=1):
+        m.apply(_gpt_like)
+        seen.append(flat.clone())  # a read spanning every parameter: each is written first
+    assert torch.equal(seen[0], torch.cat([p.detach().flatten() for p in ref.parameters()]))
