@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .keys import draw_seed, key_for
+from .known_models import known_model_plan
 from .plan import GroupReport, Plan
 from .policy import resolve_policy, tracked_tensors
 from .record import Pending, run_context
@@ -55,9 +56,16 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
     ``prefix`` is ``model``'s name inside a larger model (``"layers.3"``): keys then come from the
     full names, so a submodule initialized alone gets the values it would get as part of the whole.
     """
+    global _last_report
+    # seed None is drawn only once the whole plan is validated: a refused call leaves the caller's RNG alone
+    if isinstance(policy, str) and policy == "default":
+        with _no_gc():
+            plan = known_model_plan(model, full_prefix(prefix))  # torch's own modules only: nothing to record
+            if plan is not None:
+                _last_report = Writer(seed, backend, prefix, generator).write_plans([(None, plan)])
+                return model
     tracked = tracked_tensors(model)
     _check_materialized(tracked)
-    # seed None is drawn only once the whole plan is validated: a refused call leaves the caller's RNG alone
     run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
     return model
 
@@ -101,7 +109,10 @@ class Writer:
         by_seed: dict[int | None, list[Pending]] = {}  # None: the run's seed
         for p in pending:
             by_seed.setdefault(p.seed, []).append(p)
-        plans = [(s, self._plan(ps)) for s, ps in by_seed.items()]
+        return self.write_plans([(s, self._plan(ps)) for s, ps in by_seed.items()])
+
+    def write_plans(self, plans: list[tuple[int | None, Plan]]) -> list[GroupReport]:
+        """Validate every plan (each with its own seed; None: the run's), then write them, as :meth:`write`."""
         for _, plan in plans:
             plan.validate(self.backend)
         for s, plan in plans:

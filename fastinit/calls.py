@@ -91,7 +91,9 @@ _FAST_SPECS: dict[tuple, S.Spec] = {}
 def fast_spec(torch_name: str, args: tuple) -> S.Spec:
     """The spec of ``torch.nn.init.<torch_name>(t, *args)`` for a call that can neither warn nor fail (a known
     module's, :mod:`fastinit.known_inits`): one shared spec object per distinct call."""
-    key = (torch_name, args, tuple(math.copysign(1.0, a) for a in args if isinstance(a, float)))
+    key = (torch_name, args)  # 0.0 == -0.0 (and 0 == 0.0): zeros also key their sign and type
+    if 0 in args:
+        key = (torch_name, args, tuple((type(a), math.copysign(1.0, a) if isinstance(a, float) else 0) for a in args))
     spec = _FAST_SPECS.get(key)
     if spec is None:
         if torch_name in ("zeros_", "ones_"):

@@ -6,10 +6,18 @@ import hashlib
 
 import torch
 
+_KEYS: dict[str, int] = {}  # name -> key: a model's names come back on every call
+
 
 def key_for(name: str) -> int:
     """The 64-bit key of a parameter: first 8 bytes, little-endian, of blake2b(name, digest_size=8)."""
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+    key = _KEYS.get(name)
+    if key is None:
+        key = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+        if len(_KEYS) >= 1 << 18:
+            _KEYS.clear()
+        _KEYS[name] = key
+    return key
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:

@@ -26,15 +26,26 @@ from torch import nn
 Call = tuple[str, str, tuple]
 
 
+_SQRT5 = (math.sqrt(5),)
+
+
 def _linear(m: nn.Module) -> list[Call] | None:
     # nn.Linear.reset_parameters and _ConvNd.reset_parameters (contiguous weight): kaiming_uniform_(w, a=√5),
-    # then bias ~ U(-1/√fan_in, 1/√fan_in); fan_in = size(1) * receptive field, as _calculate_fan_in_and_fan_out
-    w = m.weight
-    if w.dim() < 2:
+    # then bias ~ U(-1/√fan_in, 1/√fan_in); fan_in = size(1) * receptive field, as _calculate_fan_in_and_fan_out.
+    # The tensors are read from _parameters (what known_calls checks) unless an instance attribute shadows them.
+    d = m.__dict__
+    if "weight" in d or "bias" in d:
         return None
-    calls: list[Call] = [("weight", "kaiming_uniform_", (math.sqrt(5),))]
-    if m.bias is not None:
-        fan_in = w.shape[1] * math.prod(w.shape[2:])
+    params = m._parameters
+    w = params.get("weight")
+    if w is None:
+        return None
+    shape = w.shape
+    if len(shape) < 2:
+        return None
+    calls: list[Call] = [("weight", "kaiming_uniform_", _SQRT5)]
+    if params.get("bias") is not None:
+        fan_in = shape[1] * math.prod(shape[2:]) if len(shape) > 2 else shape[1]
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
         calls.append(("bias", "uniform_", (-bound, bound)))
     return calls
@@ -93,11 +104,12 @@ def known_calls(m: nn.Module, derive: Callable[[nn.Module], list[Call] | None] |
     calls = derive(m)
     if calls is None:
         return None
+    params = m._parameters
     for attr, _, _ in calls:
-        t = m._parameters.get(attr)
-        if t is None or type(t) is not nn.Parameter or t.numel() == 0 or not t.is_contiguous():
+        t = params.get(attr)
+        if type(t) is not nn.Parameter or t.layout is not torch.strided or t.numel() == 0 or not t.is_contiguous():
             return None
-    layout = (type(m), tuple((a, f) for a, f, _ in calls))
+    layout = (type(m), *[(a, f) for a, f, _ in calls])
     if _VERIFIED.get(layout) is False:
         return None
     return layout, calls

@@ -10,7 +10,7 @@ import torch
 from . import specs as S
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """A tracked tensor's recorded spec and the write-only ops to replay after it."""
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -27,7 +27,10 @@ log = logging.getLogger("fastinit")
 _DETERMINISTIC = (Constant, Eye, Dirac)
 
 
-@dataclass
+_WHOLE = ShardMap()  # the whole tensor, unsharded (ShardMap is frozen: one shared instance)
+
+
+@dataclass(slots=True)
 class Entry:
     """One tensor to write: its name, spec, key and where it sits in its global tensor."""
 
@@ -36,13 +39,14 @@ class Entry:
     spec: Spec
     key: int
     global_shape: tuple[int, ...] | None = None  # None: the tensor's own shape
-    shard: ShardMap = field(default_factory=ShardMap)
-    post_ops: list[Callable[[], object]] = field(default_factory=list)  # run after the write, in order
+    shard: ShardMap = _WHOLE
+    post_ops: Sequence[Callable[[], object]] = ()  # run after the write, in order
     resolved: Resolved | None = None
     backend: str = ""
     bumps: int = 0  # version-counter bumps owed after the write (torch's in-place op count); set by Plan
     version_before: int | None = None
     passed_over: tuple[str, ...] = ()  # why auto did not take the backends it tried first
+    group: tuple | None = None  # (device, dtype, backend) of its launch; set by Plan.validate
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -61,23 +65,26 @@ class GroupReport:
     passed_over: tuple[str, ...] = ()  # why faster backends did not take this group (auto only)
 
 
-def storage_key(t: torch.Tensor) -> tuple:
-    """Identity of the memory a tensor view covers (tied weights share it)."""
-    return (t.untyped_storage()._cdata, t.storage_offset(), tuple(t.shape), tuple(t.stride()))
-
-
-def _check_disjoint(entries: list[Entry]) -> None:
+def _check_disjoint(entries: list[Entry], storages: list[int | None]) -> None:
     """Different tensors (names) in one plan must not share memory: one fused launch writes them at once.
 
     Element-exact (``fastinit.overlap``): interleaved views such as ``base[0::2]`` and ``base[1::2]`` pass.
+    ``storages`` holds each entry's storage id (None: not a strided tensor), as the plan found them.
     """
     by_storage: dict[int, list[Entry]] = {}
-    for e in entries:
+    for e, sid in zip(entries, storages):
+        if sid is None:
+            continue
+        same_storage = by_storage.get(sid)
+        if same_storage is None:  # the common case: the first entry in its storage
+            by_storage[sid] = [e]
+            continue
         if e.tensor.numel() == 0 or e.tensor.is_meta or e.tensor.layout != torch.strided:
             continue
-        same_storage = by_storage.setdefault(e.tensor.untyped_storage()._cdata, [])
         for other in same_storage:
-            if other.name != e.name and views_share_memory(other.tensor, e.tensor):
+            o = other.tensor
+            if (other.name != e.name and o.numel() and not o.is_meta and o.layout == torch.strided
+                    and views_share_memory(o, e.tensor)):
                 raise RuntimeError(f"{other.name or 'tensor'} and {e.name or 'tensor'} are different views of "
                                    "overlapping memory; initialize one of them (or their common base) instead")
         same_storage.append(e)
@@ -90,13 +97,26 @@ def _kind(entry: Entry) -> int | None:
 class Plan:
     """An ordered set of entries, validated as a whole, then executed group by group."""
 
-    def __init__(self, entries: list[Entry]):
+    def __init__(self, entries: list[Entry], storages: list[int] | None = None):
+        """``storages`` (optional): the storage id of each entry's tensor, from a caller that knows them all to be
+        different (one whole tensor per storage): the plan then keeps every entry as it is."""
         seen: dict[tuple, int] = {}
         self.entries: list[Entry] = []
+        self._storages: list[int | None] = []  # per entry: its storage's id (None: not a strided tensor)
         self._replaced: dict[int, list[Entry]] = {}  # entry index -> earlier entries for the same memory
         self._validated: tuple | None = None  # (backend, generator) of the last validate that passed
+        if storages is not None:
+            if len(storages) != len(entries) or len(set(storages)) != len(storages):
+                raise ValueError("Plan: storages must give one different storage id per entry")
+            self.entries, self._storages = list(entries), list(storages)
+            return
         for e in entries:
-            k = storage_key(e.tensor) if isinstance(e.tensor, torch.Tensor) and not e.tensor.is_sparse else id(e)
+            t = e.tensor
+            if isinstance(t, torch.Tensor) and not t.is_sparse:
+                sid = t.untyped_storage()._cdata
+                k = (sid, t.storage_offset(), t.shape, t.stride())
+            else:
+                sid, k = None, id(e)
             if k in seen:  # a later spec for the same memory wins, as it would eagerly
                 i = seen[k]
                 self._replaced.setdefault(i, []).append(self.entries[i])
@@ -104,6 +124,7 @@ class Plan:
             else:
                 seen[k] = len(self.entries)
                 self.entries.append(e)
+                self._storages.append(sid)
 
     def validate(self, backend: str = "auto", generator: object = None) -> None:
         """Check every entry as torch would, resolve every spec, choose every backend; raise before any write.
@@ -119,61 +140,88 @@ class Plan:
         if backend != "auto":
             get_backend(backend)  # unknown names raise ValueError
         problems = []
-        chosen: dict[tuple, tuple[str, tuple[str, ...], list[str]]] = {}  # one choice per (device, dtype, kind)
-        _check_disjoint(self.entries)
+        # one choice per (device, dtype, kind): (backend, passed over, why none could, the launch group)
+        chosen: dict[tuple, tuple[str, tuple[str, ...], list[str], tuple]] = {}
+        _check_disjoint(self.entries, self._storages)
+        replaced = self._replaced
         for i, e in enumerate(self.entries):
             t = e.tensor
-            if t.is_meta:
-                raise RuntimeError(
-                    f"{e.name or 'tensor'} is on the meta device: it has no memory to initialize. "
-                    "Materialize it first, e.g. fastinit.materialize(model, device=...)."
-                )
-            if t.layout != torch.strided and not (isinstance(e.spec, Constant) and e.spec.val == 0):
-                raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
-                                          f"with {e.spec.torch_name}; torch cannot either")
-            _check_torch(e, generator)
-            deterministic = isinstance(e.spec, _DETERMINISTIC)
-            overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
-            # a deterministic fill of a view whose elements share memory: torch's write order decides the values
-            shared = overlapping or (deterministic and t.layout == torch.strided and checks.shares_elements(t))
-            torch_runs = (t.layout != torch.strided or t.dtype not in FUSED_DTYPES or (shared and deterministic)
-                          or isinstance(e.spec, (Orthogonal, Sparse)))
-            e.resolved = None if torch_runs else resolve_spec(e.spec, e.shape)
-            if e.resolved is None:
-                # torch writes these itself: its errors, in its order, from a dry run on a scratch tensor
-                # (the spec's shape checks first: the scratch's sizes are capped)
-                if isinstance(e.spec, (Eye, Dirac, Orthogonal, Sparse, TruncNormal)):
-                    resolve_spec(e.spec, e.shape)
-                if not isinstance(e.spec, Orthogonal):  # its first write comes after its draws (its dry run checks)
-                    checks.check_writable(t)
-                if not deterministic or shared:
-                    _dry_run_torch(e)
-                e.spec.check_late(e.shape)
-            else:
-                checks.check_writable(t)
-                e.spec.check_late(e.shape)
-                if overlapping and e.resolved.kind != KIND_CONSTANT:
-                    raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
-                if isinstance(e.spec, Constant):
-                    e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
-            if e.resolved is None and e.shape != tuple(t.shape):
-                raise NotImplementedError(
-                    f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
-                    "of a sharded tensor as the same slice of the whole; initialize it before sharding, or use a "
-                    "fused spec")
-            e.bumps = (0 if e.resolved is None else e.spec.version_bumps(e.shape)) + sum(
-                r.spec.version_bumps(r.shape) for r in self._replaced.get(i, ()))
-            ck = (t.device, t.dtype, _kind(e))
-            if ck not in chosen:
+            # A whole, plain, contiguous, non-empty tensor that torch's checks let through once for this very spec,
+            # shape, dtype and device lets it through again: the outcome is reused (models repeat their layers).
+            sig = hit = None
+            if (generator is None and e.global_shape is None and t.layout is torch.strided and not t.is_meta
+                    and t.is_contiguous() and not t.is_inference() and i not in replaced):
+                n = t.numel()
+                if n > 0:
+                    sig = (id(e.spec), t.shape, t.dtype, t.device, n > 1)
+                    hit = _PLAIN_CHECKED.get(sig)
+                    if hit is not None and hit[0] is e.spec:
+                        e.resolved, e.bumps = hit[1], hit[2]
+                        sig = None  # (nothing new to remember)
+                    else:
+                        hit = None
+            if hit is None:
+                self._check_entry(i, e, generator)
+                if sig is not None and e.resolved is not None:
+                    if len(_PLAIN_CHECKED) >= 4096:
+                        _PLAIN_CHECKED.clear()
+                    _PLAIN_CHECKED[sig] = (e.spec, e.resolved, e.bumps)  # holds the spec: its id is not reused
+            device, dtype = t.device, t.dtype
+            ck = (device, dtype, _kind(e))
+            choice = chosen.get(ck)
+            if choice is None:
                 why = self._choose(e, backend)
-                chosen[ck] = (e.backend, e.passed_over, why)
-            else:
-                e.backend, e.passed_over, why = chosen[ck]
+                choice = chosen[ck] = (e.backend, e.passed_over, why, (device, dtype, e.backend))
+            e.backend, e.passed_over, why, e.group = choice
             if why:
-                problems.append(f"{e.name or 'tensor'} ({t.device}, {t.dtype}): " + "; ".join(why))
+                problems.append(f"{e.name or 'tensor'} ({device}, {dtype}): " + "; ".join(why))
         if problems:
             raise RuntimeError(f"backend {backend!r} cannot take every tensor:\n  " + "\n  ".join(problems))
         self._validated = (backend, generator)
+
+    def _check_entry(self, i: int, e: Entry, generator: object) -> None:
+        """Every check of :meth:`validate` for entry ``i``; sets its resolved spec and version bumps."""
+        t = e.tensor
+        if t.is_meta:
+            raise RuntimeError(
+                f"{e.name or 'tensor'} is on the meta device: it has no memory to initialize. "
+                "Materialize it first, e.g. fastinit.materialize(model, device=...)."
+            )
+        if t.layout != torch.strided and not (isinstance(e.spec, Constant) and e.spec.val == 0):
+            raise NotImplementedError(f"{e.name or 'tensor'}: fastinit cannot write a {t.layout} tensor "
+                                      f"with {e.spec.torch_name}; torch cannot either")
+        _check_torch(e, generator)
+        deterministic = isinstance(e.spec, _DETERMINISTIC)
+        overlapping = t.layout == torch.strided and checks.has_internal_overlap(t)
+        # a deterministic fill of a view whose elements share memory: torch's write order decides the values
+        shared = overlapping or (deterministic and t.layout == torch.strided and checks.shares_elements(t))
+        torch_runs = (t.layout != torch.strided or t.dtype not in FUSED_DTYPES or (shared and deterministic)
+                      or isinstance(e.spec, (Orthogonal, Sparse)))
+        e.resolved = None if torch_runs else resolve_spec(e.spec, e.shape)
+        if e.resolved is None:
+            # torch writes these itself: its errors, in its order, from a dry run on a scratch tensor
+            # (the spec's shape checks first: the scratch's sizes are capped)
+            if isinstance(e.spec, (Eye, Dirac, Orthogonal, Sparse, TruncNormal)):
+                resolve_spec(e.spec, e.shape)
+            if not isinstance(e.spec, Orthogonal):  # its first write comes after its draws (its dry run checks)
+                checks.check_writable(t)
+            if not deterministic or shared:
+                _dry_run_torch(e)
+            e.spec.check_late(e.shape)
+        else:
+            checks.check_writable(t)
+            e.spec.check_late(e.shape)
+            if overlapping and e.resolved.kind != KIND_CONSTANT:
+                raise RuntimeError(checks.OVERLAP_MESSAGE)  # torch's own message: an expanded view
+            if isinstance(e.spec, Constant):
+                e.resolved = e.spec.resolve_for(t)  # the value as fill_ converts it to the dtype
+        if e.resolved is None and e.shape != tuple(t.shape):
+            raise NotImplementedError(
+                f"{e.name}: {e.spec.torch_name} has no fused form, and torch's own version cannot write one shard "
+                "of a sharded tensor as the same slice of the whole; initialize it before sharding, or use a "
+                "fused spec")
+        e.bumps = (0 if e.resolved is None else e.spec.version_bumps(e.shape)) + sum(
+            r.spec.version_bumps(r.shape) for r in self._replaced.get(i, ()))
 
     @staticmethod
     def _choose(e: Entry, backend: str) -> list[str]:
@@ -203,14 +251,21 @@ class Plan:
             self.validate(backend, generator)
         if seed is None:  # torch draws nothing for zero-element tensors
             seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
-        for e in self.entries:
-            e.version_before = None if e.tensor.is_inference() else e.tensor._version
         groups: dict[tuple, list[Entry]] = {}
+        owed: list[Entry] = []  # entries whose version counter is set once everything is written
         for e in self.entries:
-            if e.tensor.numel() == 0 and e.backend != "torch":
-                _bump(e)  # torch's in-place ops bump the version of zero-element tensors too
-                continue
-            groups.setdefault((e.tensor.device, e.tensor.dtype, e.backend), []).append(e)
+            t = e.tensor
+            e.version_before = None if t.is_inference() else t._version
+            if e.bumps and e.version_before is not None:
+                owed.append(e)
+            if e.backend != "torch" and t.numel() == 0:
+                continue  # nothing to write; torch's in-place ops bump the version of zero-element tensors too
+            key = e.group if e.group is not None else (t.device, t.dtype, e.backend)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [e]
+            else:
+                group.append(e)
         reports = []
         with torch.no_grad():
             for (device, dtype, name), entries in groups.items():
@@ -221,16 +276,14 @@ class Plan:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
-                        _bump(e)
                 else:
                     _run_fused(get_backend(name), entries, seed)
-                    for e in entries:
-                        _bump(e)
                 passed_over = tuple(dict.fromkeys(r for e in entries for r in e.passed_over))
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
                                            sum(e.tensor.numel() for e in entries), passed_over))
                 log.info("fastinit: %s %s: %d tensors, %d elements -> %s%s", device, dtype, len(entries),
                          reports[-1].elements, name, f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
+            _set_versions(owed)
             for e in self.entries:
                 for op in e.post_ops:
                     op()
@@ -269,13 +322,16 @@ def _check_torch(e: Entry, generator: object) -> None:
 
 
 _CHECKED_SPEC: dict[tuple, Spec] = {}
+# validate's outcome for plain entries: (id(spec), shape, dtype, device, numel > 1) -> (spec, resolved, bumps)
+_PLAIN_CHECKED: dict[tuple, tuple] = {}
 
 
-def _bump(e: Entry) -> None:
-    """Set ``e.tensor._version`` to what torch's in-place ops would have made it (the fused write bumps nothing,
-    a strided chunk's ``copy_`` bumps once per chunk: the count is set, not added)."""
-    if e.bumps and e.version_before is not None:  # inference tensors have no version counter
-        torch._C._autograd._unsafe_set_version_counter((e.tensor,), (e.version_before + e.bumps,))
+def _set_versions(entries: list[Entry]) -> None:
+    """Set each ``e.tensor._version`` to what torch's in-place ops would have made it, in one call (the fused write
+    bumps nothing, a strided chunk's ``copy_`` bumps once per chunk: the count is set, not added)."""
+    if entries:  # inference tensors have no version counter: they are never owed
+        torch._C._autograd._unsafe_set_version_counter(tuple(e.tensor for e in entries),
+                                                       tuple(e.version_before + e.bumps for e in entries))
 
 
 def _dry_run_torch(e: Entry) -> None:
@@ -296,7 +352,7 @@ def _dry_run_torch(e: Entry) -> None:
 def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
     outs, strided = [], []
     for e in entries:
-        t = e.tensor.detach()
+        t = e.tensor
         if t.is_contiguous():
             outs.append((t, e))
         else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk

@@ -136,15 +136,18 @@ def _box_maps(offsets: Sequence[int], sizes: Sequence[int], gshape: Sequence[int
     return out
 
 
+_PLAIN = (torch.nn.Parameter, torch.Tensor)
+
+
 def entries_for(name: str, tensor: torch.Tensor, spec: Spec, key: int, post_ops: list | None = None) -> list[Entry]:
     """The plan entries writing ``spec`` into ``tensor`` (a plain tensor or a DTensor); post ops ride on the last.
 
     For a DTensor the entries write its local shard (sub-views of it when one map cannot
     describe the block) and carry ``global_shape`` so fans come from the unsharded shape.
     """
-    ops = list(post_ops or [])
-    if not is_dtensor(tensor):
-        return [Entry(name=name, tensor=tensor, spec=spec, key=key, post_ops=ops)]
+    ops = list(post_ops) if post_ops else ()
+    if type(tensor) in _PLAIN or not is_dtensor(tensor):
+        return [Entry(name, tensor, spec, key, post_ops=ops)]
     gshape = tuple(tensor.shape)
     local = local_tensor(tensor)
     sets = global_index_sets(tensor)

@@ -17,6 +17,7 @@ the kind's function of the stream word at that global index (docs/STREAM.md).
 
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
 
@@ -113,15 +114,20 @@ def _dtype_params(kinds: torch.Tensor, params: torch.Tensor, dtype: torch.dtype)
     return out
 
 
-def _check_uniform(rows: list[tuple[int, int, Resolved, ShardMap]]) -> None:
+def _check_uniform(table: torch.Tensor, params: torch.Tensor) -> None:
     # A UNIFORM row clamps to [P_LOW, P_HIGH]: rows written before contract v2 left them 0 and would
     # silently give all zeros, so refuse them loudly.
-    for _, _, res, _ in rows:
-        if res.kind == KIND_UNIFORM:
-            h, a, b = res.params[P_HALF_WIDTH], res.params[P_LOW], res.params[P_HIGH]
-            if not (a <= b and (a < b or h == 0)):
-                raise ValueError(f"UNIFORM params must be (c, h, 0, 0, a, b) with a <= b (contract v2), "
-                                 f"got {res.params}")
+    uni = table[:, KIND] == KIND_UNIFORM
+    h, a, b = params[:, P_HALF_WIDTH], params[:, P_LOW], params[:, P_HIGH]
+    bad = uni & ~((a <= b) & ((a < b) | (h == 0)))
+    if bool(bad.any()):
+        row = params[int(bad.nonzero()[0, 0])]
+        raise ValueError(f"UNIFORM params must be (c, h, 0, 0, a, b) with a <= b (contract v2), "
+                         f"got {tuple(row.tolist())}")
+
+
+_TOP = 1 << 63
+_WRAP = 1 << 64
 
 
 def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]],
@@ -131,14 +137,39 @@ def build_tables(rows: list[tuple[int, int, Resolved, ShardMap]],
     The params are written for ``dtype`` (docs/STREAM.md section 5): the same Resolved gives other numbers
     in a float64 group than in a float32 one, so a table is only valid for the dtype it was built for.
     """
-    _check_uniform(rows)
-    ints, floats = [], []
+    if not rows:
+        return torch.empty((0, TABLE_COLS), dtype=torch.int64), torch.empty((0, PARAM_COLS), dtype=torch.float64)
+    # Per row only what differs from row to row (numel, key, which Resolved, shard) goes through Python; the
+    # columns are then filled whole: per-row tensors, or nested lists, cost more than the kernel on small models.
+    numels, keys, which = array.array("q"), array.array("q"), array.array("q")
+    index: dict[int, int] = {}  # id(Resolved) -> its row in the distinct ones
+    distinct: list[Resolved] = []
+    sharded = False
     for numel, key, res, smap in rows:
-        ints.append([numel, to_signed64(key), res.kind, *smap.row(numel), *res.iparams])
-        floats.append(res.params)
-    # one tensor construction per table: per-row tensors cost more than the kernel on small models
-    table = torch.tensor(ints, dtype=torch.int64).reshape(len(rows), TABLE_COLS)
-    params = torch.tensor(floats, dtype=torch.float64).reshape(len(rows), PARAM_COLS)
-    if rows:
-        params = _dtype_params(table[:, KIND], params, dtype)
-    return table, params
+        numels.append(numel)
+        key &= _WRAP - 1
+        keys.append(key - _WRAP if key >= _TOP else key)
+        i = index.get(id(res))
+        if i is None:
+            i = index[id(res)] = len(distinct)
+            distinct.append(res)
+        which.append(i)
+        if smap.base or smap.row_len > 0:
+            sharded = True
+    n = len(rows)
+    at = torch.frombuffer(which, dtype=torch.int64)
+    numel_col = torch.frombuffer(numels, dtype=torch.int64)
+    table = torch.empty((n, TABLE_COLS), dtype=torch.int64)
+    table[:, NUMEL] = numel_col
+    table[:, KEY] = torch.frombuffer(keys, dtype=torch.int64)
+    table[:, KIND] = torch.tensor([r.kind for r in distinct], dtype=torch.int64)[at]
+    if sharded:
+        table[:, BASE:ROW_STRIDE + 1] = torch.tensor([smap.row(numel) for numel, _, _, smap in rows], dtype=torch.int64)
+    else:  # every row one whole tensor: one run of its numel elements from global index 0
+        table[:, BASE] = 0
+        table[:, ROW_LEN] = numel_col.clamp(min=1)
+        table[:, ROW_STRIDE] = 0
+    table[:, DIRAC_INNER:] = torch.tensor([r.iparams for r in distinct], dtype=torch.int64)[at]
+    params = torch.tensor([r.params for r in distinct], dtype=torch.float64).reshape(-1, PARAM_COLS)[at]
+    _check_uniform(table, params)
+    return table, _dtype_params(table[:, KIND], params, dtype)
