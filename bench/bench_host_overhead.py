@@ -9,7 +9,7 @@ filling costs next to nothing and what is timed is the Python around it: recordi
 planning, building the tables and one launch per group. Rows: ``fastinit.apply`` with the default policy and with the
 gpt2 preset, and the ``torch.nn.init`` loop (``model.apply(reset_parameters)``, what construction runs).
 Times are CPU time of this process (``time.process_time``: steadier than wall time on a shared machine),
-median and minimum over ``--repeats``, one thread.
+median and minimum over ``--repeats``, the rows of a layout run in turn, one thread.
 """
 
 from __future__ import annotations
@@ -90,13 +90,17 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _times(fn, repeats: int) -> list[float]:
-    fn()  # warm: caches, first-call imports
-    out = []
-    for _ in range(repeats):
-        t0 = time.process_time()
+def _interleaved(fns: dict[str, object], repeats: int) -> dict[str, list[float]]:
+    """CPU time of each of ``fns``, run in turn once per repeat (a burst of load on a shared machine hits every row
+    alike), after one warm call each (caches, first-call imports, the one-time check of each known layout)."""
+    for fn in fns.values():
         fn()
-        out.append(time.process_time() - t0)
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            out[k].append(time.process_time() - t0)
     return out
 
 
@@ -110,11 +114,11 @@ def run(repeats: int, layouts: list[str] | None = None) -> dict:
             continue
         model = make()
         n = sum(1 for _ in model.parameters())
-        rows = {
-            "fastinit.apply (default)": _times(lambda m=model: fastinit.apply(m, seed=1), repeats),
-            "fastinit.apply (gpt2 preset)": _times(lambda m=model: fastinit.apply(m, "gpt2", seed=1), repeats),
-            "torch.nn.init loop": _times(lambda m=model: m.apply(default_init), repeats),
-        }
+        rows = _interleaved({
+            "fastinit.apply (default)": lambda m=model: fastinit.apply(m, seed=1),
+            "fastinit.apply (gpt2 preset)": lambda m=model: fastinit.apply(m, "gpt2", seed=1),
+            "torch.nn.init loop": lambda m=model: m.apply(default_init),
+        }, repeats)
         res["layouts"].append({"layout": name, "tensors": n, "rows": {
             k: {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v),
                 "us_per_tensor": 1e6 * statistics.median(v) / n} for k, v in rows.items()}})

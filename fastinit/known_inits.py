@@ -78,6 +78,7 @@ _KNOWN: dict[Callable, Callable[[nn.Module], list[Call] | None]] = {
 }
 
 _UNSEEN = object()
+_PARAMETER, _STRIDED = nn.Parameter, torch.strided
 _BY_CLASS: dict[type, Callable | None] = {}  # class -> its derive function (None: not known), looked up once
 
 # (class, layout) -> whether the fast path gave what recording gave for the first such module in this process
@@ -107,7 +108,7 @@ def known_calls(m: nn.Module, derive: Callable[[nn.Module], list[Call] | None] |
     params = m._parameters
     for attr, _, _ in calls:
         t = params.get(attr)
-        if type(t) is not nn.Parameter or t.layout is not torch.strided or t.numel() == 0 or not t.is_contiguous():
+        if type(t) is not _PARAMETER or t.layout is not _STRIDED or t.numel() == 0 or not t.is_contiguous():
             return None
     layout = (type(m), *[(a, f) for a, f, _ in calls])
     if _VERIFIED.get(layout) is False:

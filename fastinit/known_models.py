@@ -63,31 +63,33 @@ def known_model_specs(model: nn.Module) -> list[Pending] | None:
     recorder gives them. Nothing is written and torch's RNG is not touched.
     """
     walked = _walk(model)
-    return [Pending(name, t, spec) for name, t, spec in walked[0]] if walked is not None else None
+    return [Pending(e.name, e.tensor, e.spec) for e in walked[0]] if walked is not None else None
 
 
 def known_model_plan(model: nn.Module, prefix: str = "") -> Plan | None:
     """The plan :func:`fastinit.apply` writes for ``model`` under the default policy (not validated, nothing
     written); None when ``model`` must be recorded. Keys come from ``prefix`` (a full prefix) + each name."""
-    walked = _walk(model)
+    walked = _walk(model, prefix)
     if walked is None:
         return None
-    found, storages = walked
-    return Plan([Entry(name, t, spec, key_for(prefix + name)) for name, t, spec in found], storages=storages)
+    # every tensor is a whole, contiguous, non-empty Parameter of its own storage (known_calls and the walk checked)
+    return Plan(*walked, plain=True)
 
 
 _PLAIN_TYPES = (nn.Parameter, torch.Tensor)
 
 
-def _walk(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor, Spec]], list[int]] | None:
-    # ((name, tensor, spec) of every tensor the default policy writes, the storage id of each one's tensor), or None
+def _walk(model: nn.Module, key_prefix: str = "") -> tuple[list[Entry], list[int]] | None:
+    # (the plan entry of every tensor the default policy writes, the storage id of each one's tensor), or None
     if active() is not None or torch._C._is_torch_function_mode_enabled():
         return None
-    out: list[tuple[str, torch.Tensor, Spec]] = []
+    out: list[Entry] = []
     out_storages: list[int] = []
-    storages: set[int] = set()  # of every tracked tensor: one held twice is a tie
+    storages: dict[int, int] = {}  # storage id of every tracked tensor -> id of the tensor holding it
+    tied: dict[int, dict[str, Spec | None]] = {}  # id of a Parameter held twice -> its owners' names -> their specs
     seen_modules: set[int] = set()
     stack: list[tuple[str, nn.Module]] = [("", model)]
+    known_calls, verified, spec_of = known_inits.known_calls, known_inits.verified, fast_spec  # (hot loop)
     while stack:
         prefix, m = stack.pop()
         if id(m) in seen_modules:  # one module in two places: model.apply would init it twice
@@ -101,14 +103,21 @@ def _walk(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor, Spec]], list[
         d = m.__dict__
         if "reset_parameters" in d or "_reset_parameters" in d:
             return None
-        for t in m._parameters.values():
+        params = m._parameters
+        sids = []  # of this module's parameters, in order
+        for attr, t in params.items():
             if t is not None:
                 if t.is_meta or type(t) not in _PLAIN_TYPES:  # meta: apply refuses it by name; DTensors
                     return None
                 sid = t.untyped_storage()._cdata
-                if sid in storages:
+                sids.append(sid)
+                holder = storages.get(sid)
+                if holder is None:
+                    storages[sid] = id(t)
+                elif holder == id(t):  # a tied Parameter (head.weight = embedding.weight): settled below
+                    tied.setdefault(id(t), {})[prefix + attr] = None
+                else:  # another tensor on the same memory
                     return None
-                storages.add(sid)
         if m._buffers:
             for t in m._buffers.values():
                 if t is not None and (t.is_floating_point() or t.is_complex()):
@@ -117,23 +126,59 @@ def _walk(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor, Spec]], list[
                     sid = t.untyped_storage()._cdata
                     if sid in storages:
                         return None
-                    storages.add(sid)
+                    storages[sid] = id(t)
         children = m._modules
         if kind is _INERT:
             if "reset_parameters" in children or "_reset_parameters" in children:
                 return None
         else:
-            known = known_inits.known_calls(m, kind)
-            if known is None or (known_inits.verified(known[0]) is not True and not _verified(m, known)):
+            known = known_calls(m, kind)
+            if known is None or (verified(known[0]) is not True and not _verified(m, known)):
                 return None
-            params = m._parameters
             for attr, fn, args in known[1]:
                 t = params[attr]
-                out.append((prefix + attr, t, fast_spec(fn, args)))
-                out_storages.append(t.untyped_storage()._cdata)
+                owners = tied.get(id(t)) if tied else None
+                if owners is not None and prefix + attr in owners:  # a later owner of a tied tensor
+                    owners[prefix + attr] = spec_of(fn, args)
+                    continue
+                name = prefix + attr
+                out.append(Entry(name, t, spec_of(fn, args), key_for(key_prefix + name)))
+                out_storages.append(sids[0] if len(sids) == 1 else t.untyped_storage()._cdata)
         if children:
             stack.extend((f"{prefix}{name}.", c) for name, c in reversed(children.items()) if c is not None)
+    if tied and not _settle_declared_ties(model, tied, out, out_storages):
+        return None
     return out, out_storages
+
+
+def _settle_declared_ties(model: nn.Module, tied: dict[int, dict[str, Spec | None]], out: list[Entry],
+                          out_storages: list[int]) -> bool:
+    """Give each tied Parameter the init of the owner the model declares its source
+    (:func:`fastinit.ties.declared_ties`), under its first name, as :func:`fastinit.ties.record_untied` does; False
+    where a tie is not declared (the recorder then picks the first owner and warns where the owners' inits differ)."""
+    from .ties import declared_ties
+
+    targets = declared_ties(model)
+    first = {id(e.tensor): (i, e.name) for i, e in enumerate(out) if id(e.tensor) in tied}
+    drop: set[int] = set()
+    for pid, later in tied.items():
+        at = first.get(pid)
+        if at is None:  # its first owner writes nothing (a container's own parameter): only later owners' specs
+            return False
+        i, first_name = at
+        owners = {first_name: out[i].spec, **later}
+        sources = {targets[q] for q in owners if q in targets} & set(owners)
+        if len(sources) != 1:
+            return False
+        spec = owners[sources.pop()]
+        if spec is None:  # the source's module writes nothing (inert)
+            drop.add(i)
+        else:
+            out[i].spec = spec
+    if drop:
+        out[:] = [r for i, r in enumerate(out) if i not in drop]
+        out_storages[:] = [s for i, s in enumerate(out_storages) if i not in drop]
+    return True
 
 
 class _Reads(Exception):

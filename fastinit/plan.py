@@ -97,14 +97,17 @@ def _kind(entry: Entry) -> int | None:
 class Plan:
     """An ordered set of entries, validated as a whole, then executed group by group."""
 
-    def __init__(self, entries: list[Entry], storages: list[int] | None = None):
+    def __init__(self, entries: list[Entry], storages: list[int] | None = None, plain: bool = False):
         """``storages`` (optional): the storage id of each entry's tensor, from a caller that knows them all to be
-        different (one whole tensor per storage): the plan then keeps every entry as it is."""
+        different (one whole tensor per storage): the plan then keeps every entry as it is. ``plain`` (with
+        ``storages``): the caller has checked that every tensor is a non-meta, strided, contiguous, non-empty
+        tensor of its own (not a DTensor shard), so :meth:`validate` does not ask again."""
         seen: dict[tuple, int] = {}
         self.entries: list[Entry] = []
         self._storages: list[int | None] = []  # per entry: its storage's id (None: not a strided tensor)
         self._replaced: dict[int, list[Entry]] = {}  # entry index -> earlier entries for the same memory
         self._validated: tuple | None = None  # (backend, generator) of the last validate that passed
+        self._plain = plain and storages is not None
         if storages is not None:
             if len(storages) != len(entries) or len(set(storages)) != len(storages):
                 raise ValueError("Plan: storages must give one different storage id per entry")
@@ -142,15 +145,17 @@ class Plan:
         problems = []
         # one choice per (device, dtype, kind): (backend, passed over, why none could, the launch group)
         chosen: dict[tuple, tuple[str, tuple[str, ...], list[str], tuple]] = {}
-        _check_disjoint(self.entries, self._storages)
-        replaced = self._replaced
+        if not self._plain:  # (a plain plan's tensors each have a storage of their own)
+            _check_disjoint(self.entries, self._storages)
+        replaced, plain = self._replaced, self._plain
         for i, e in enumerate(self.entries):
             t = e.tensor
             # A whole, plain, contiguous, non-empty tensor that torch's checks let through once for this very spec,
             # shape, dtype and device lets it through again: the outcome is reused (models repeat their layers).
             sig = hit = None
-            if (generator is None and e.global_shape is None and t.layout is torch.strided and not t.is_meta
-                    and t.is_contiguous() and not t.is_inference() and i not in replaced):
+            if generator is None and (plain or (e.global_shape is None and t.layout is torch.strided
+                                                and not t.is_meta and t.is_contiguous() and i not in replaced)) \
+                    and not t.is_inference():
                 n = t.numel()
                 if n > 0:
                     sig = (id(e.spec), t.shape, t.dtype, t.device, n > 1)
@@ -251,24 +256,33 @@ class Plan:
             self.validate(backend, generator)
         if seed is None:  # torch draws nothing for zero-element tensors
             seed = draw_seed(generator) if any(e.tensor.numel() for e in self.entries) else 0
-        groups: dict[tuple, list[Entry]] = {}
-        owed: list[Entry] = []  # entries whose version counter is set once everything is written
+        groups: dict[tuple, tuple[list[Entry], list[int]]] = {}  # launch group -> its entries and their numels
+        owed: tuple[list, list] = ([], [])  # tensors whose version is set once everything is written, and to what
+        with_ops: list[Entry] = []
         for e in self.entries:
             t = e.tensor
-            e.version_before = None if t.is_inference() else t._version
-            if e.bumps and e.version_before is not None:
-                owed.append(e)
-            if e.backend != "torch" and t.numel() == 0:
+            if t.is_inference():  # no version counter
+                e.version_before = None
+            else:
+                v = e.version_before = t._version
+                if e.bumps:
+                    owed[0].append(t)
+                    owed[1].append(v + e.bumps)
+            if e.post_ops:
+                with_ops.append(e)
+            n = t.numel()
+            if n == 0 and e.backend != "torch":
                 continue  # nothing to write; torch's in-place ops bump the version of zero-element tensors too
             key = e.group if e.group is not None else (t.device, t.dtype, e.backend)
             group = groups.get(key)
             if group is None:
-                groups[key] = [e]
+                groups[key] = ([e], [n])
             else:
-                group.append(e)
+                group[0].append(e)
+                group[1].append(n)
         reports = []
         with torch.no_grad():
-            for (device, dtype, name), entries in groups.items():
+            for (device, dtype, name), (entries, numels) in groups.items():
                 if name == "torch":
                     for e in entries:
                         # detach() shares the version counter: torch's own ops bump it as they do eagerly; their
@@ -277,14 +291,14 @@ class Plan:
                             warnings.simplefilter("ignore")
                             e.spec.run_torch(e.tensor.detach(), torch_generator_for(seed, e.key, e.tensor.device))
                 else:
-                    _run_fused(get_backend(name), entries, seed)
-                passed_over = tuple(dict.fromkeys(r for e in entries for r in e.passed_over))
+                    _run_fused(get_backend(name), entries, numels, seed, contiguous=self._plain)
+                passed_over = tuple(dict.fromkeys(r for e in entries if e.passed_over for r in e.passed_over))
                 reports.append(GroupReport(str(device), str(dtype).replace("torch.", ""), name, len(entries),
-                                           sum(e.tensor.numel() for e in entries), passed_over))
+                                           sum(numels), passed_over))
                 log.info("fastinit: %s %s: %d tensors, %d elements -> %s%s", device, dtype, len(entries),
                          reports[-1].elements, name, f" (passed over: {'; '.join(passed_over)})" if passed_over else "")
-            _set_versions(owed)
-            for e in self.entries:
+            _set_versions(*owed)
+            for e in with_ops:
                 for op in e.post_ops:
                     op()
         return reports
@@ -326,12 +340,11 @@ _CHECKED_SPEC: dict[tuple, Spec] = {}
 _PLAIN_CHECKED: dict[tuple, tuple] = {}
 
 
-def _set_versions(entries: list[Entry]) -> None:
-    """Set each ``e.tensor._version`` to what torch's in-place ops would have made it, in one call (the fused write
+def _set_versions(tensors: list[torch.Tensor], versions: list[int]) -> None:
+    """Set each tensor's ``_version`` to what torch's in-place ops would have made it, in one call (the fused write
     bumps nothing, a strided chunk's ``copy_`` bumps once per chunk: the count is set, not added)."""
-    if entries:  # inference tensors have no version counter: they are never owed
-        torch._C._autograd._unsafe_set_version_counter(tuple(e.tensor for e in entries),
-                                                       tuple(e.version_before + e.bumps for e in entries))
+    if tensors:
+        torch._C._autograd._unsafe_set_version_counter(tuple(tensors), tuple(versions))
 
 
 def _dry_run_torch(e: Entry) -> None:
@@ -349,16 +362,23 @@ def _dry_run_torch(e: Entry) -> None:
         e.spec.dry_run(t, gen)
 
 
-def _run_fused(backend: Backend, entries: list[Entry], seed: int) -> None:
-    outs, strided = [], []
-    for e in entries:
-        t = e.tensor
-        if t.is_contiguous():
-            outs.append((t, e))
-        else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk
-            strided.append((t, e))
+def _run_fused(backend: Backend, entries: list[Entry], numels: list[int], seed: int, contiguous: bool = False) -> None:
+    """One launch for ``entries`` (``numels``: their element counts); ``contiguous``: every tensor is known to be."""
+    if contiguous:
+        outs, strided = entries, []
+    else:
+        outs, strided = [], []
+        for e in entries:
+            if e.tensor.is_contiguous():
+                outs.append(e)
+            else:  # kernels write row-major contiguous memory: a strided tensor is written chunk by chunk
+                strided.append(e)
     if outs:
-        table, params = build_tables([(o.numel(), e.key, e.resolved, e.shard) for o, e in outs], outs[0][0].dtype)
-        backend.fill([o for o, _ in outs], table, params, to_signed64(seed))
-    for t, e in strided:
-        write_strided(backend, t, e.key, e.resolved, e.shard, seed)
+        if outs is entries:
+            rows = [(n, e.key, e.resolved, e.shard) for e, n in zip(entries, numels)]
+        else:
+            rows = [(e.tensor.numel(), e.key, e.resolved, e.shard) for e in outs]
+        table, params = build_tables(rows, outs[0].tensor.dtype)
+        backend.fill([e.tensor for e in outs], table, params, to_signed64(seed))
+    for e in strided:
+        write_strided(backend, e.tensor, e.key, e.resolved, e.shard, seed)

@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 import fastinit
 from fastinit import known_inits, known_models
 from fastinit.known_models import known_model_plan, known_model_specs
+from fastinit.models import GPT2, GPT2Config
 from fastinit.plan import Entry, Plan
 from fastinit.policy import default_init, record_callable, tracked_tensors
 from fastinit.specs import Constant
@@ -91,10 +92,48 @@ def test_seed_none_is_drawn_from_the_generator_after_the_walk():
     assert not torch.equal(g1.get_state(), torch.Generator().manual_seed(3).get_state())  # a seed was drawn
 
 
-def _tied():
+def _tied(declared=None):
     m = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 5, bias=False))
     m[1].weight = m[0].weight
+    if declared is not None:
+        m._tied_weights_keys = declared  # {target: source}
     return m
+
+
+class Holder(nn.Module):  # a container holding a tied parameter itself: it writes nothing
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+
+def _tied_to_a_container():
+    m = _tied()
+    m.extra = Holder(m[0].weight)
+    m._tied_weights_keys = {"0.weight": "extra.p"}
+    return m
+
+
+TIED = {
+    "source first (gpt-2's head)": lambda: _tied({"1.weight": "0.weight"}),
+    "source later": lambda: _tied({"0.weight": "1.weight"}),
+    "source a container": _tied_to_a_container,
+    "gpt-2 layout": lambda: GPT2(GPT2Config(n_layer=2, d_model=8, vocab=16, ctx=8)),
+}
+
+
+@pytest.mark.parametrize("make", TIED.values(), ids=TIED.keys())
+def test_declared_ties_take_the_sources_init_as_recording_does(make, monkeypatch):
+    torch.manual_seed(0)
+    model = make()
+    assert known_model_specs(model) is not None
+    fast = fastinit.apply(model, seed=4)
+    fast_report = fastinit.last_report()
+    monkeypatch.setattr(apply_mod, "known_model_plan", lambda *a: None)
+    torch.manual_seed(0)
+    slow = fastinit.apply(make(), seed=4)
+    assert fastinit.last_report() == fast_report
+    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 class Custom(nn.Module):
