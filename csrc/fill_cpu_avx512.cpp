@@ -209,9 +209,11 @@ FI512 void horner9_512(const float (&c)[POLY_TERMS], const __m512 (&y)[N], __m51
 //   U_GEN:  s * h + c                                      (uniform_value)
 //   U_FOLD: cvt(n * 2^8) * (h * 2^-31), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
 //   | U_ADDC: U_FOLD's product (the same bits as round(s * h)) then + c, for c != 0
-//   | U_CLAMP: then min(max(v, lo), hi); without it uniform_clamp_is_identity() proved the clamp a no-op
+//   | U_LO: then max(v, lo); without it uniform_low_is_identity() proved that side of the clamp a no-op
+//   | U_HI: then min(., hi); without it uniform_high_is_identity() proved that side a no-op. f_min(f_max(v, lo), hi)
+//     with one side the identity for every v is the other side alone, so the two are separate steps.
 //   N_FULL / N_PLAIN: normal_value / the same with normal_is_plain() parameters (no-op steps skipped)
-constexpr int U_GEN = 0, U_FOLD = 1, U_CLAMP = 2, U_ADDC = 4, N_FULL = 8, N_PLAIN = 9;
+constexpr int U_GEN = 0, U_FOLD = 1, U_LO = 2, U_ADDC = 4, U_HI = 8, N_FULL = 16, N_PLAIN = 17;
 constexpr bool is_normal(int V) { return V >= N_FULL; }
 
 // The float32 normal: z (ZONLY, float64 outputs), or v = z * std + mean clamped. normal_value() of
@@ -307,10 +309,14 @@ FI512 void values512(const __m512i (&words)[N], const RandParams& p, __m512 (&v)
       const __m512 c = _mm512_set1_ps(p.center);
       FI_EACH v[i] = _mm512_add_ps(_mm512_mul_ps(symmetric_uniform512(words[i]), h), c);
     }
-    if constexpr ((V & U_CLAMP) != 0) {
+    // f_min(f_max(v, lo), hi), a side at a time (MAXPS / MINPS return their second operand, v, on ties)
+    if constexpr ((V & U_LO) != 0) {
       const __m512 lo = _mm512_set1_ps(p.low);
+      FI_EACH v[i] = _mm512_max_ps(lo, v[i]);
+    }
+    if constexpr ((V & U_HI) != 0) {
       const __m512 hi = _mm512_set1_ps(p.high);
-      FI_EACH v[i] = _mm512_min_ps(hi, _mm512_max_ps(lo, v[i]));  // f_min(f_max(v, lo), hi)
+      FI_EACH v[i] = _mm512_min_ps(hi, v[i]);
     }
   }
 }
@@ -453,6 +459,16 @@ int64_t run_variant(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, ui
   return 8 * NV * big + 8 * small;
 }
 
+// The uniform variant V with the clamp sides the parameters need.
+template <typename T, int V>
+int64_t run_clamped(bool lo, bool hi, T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed,
+                    bool stream) {
+  if (lo && hi) return run_variant<T, V | U_LO | U_HI>(dst, q, nquads, job, seed, stream);
+  if (lo) return run_variant<T, V | U_LO>(dst, q, nquads, job, seed, stream);
+  if (hi) return run_variant<T, V | U_HI>(dst, q, nquads, job, seed, stream);
+  return run_variant<T, V>(dst, q, nquads, job, seed, stream);
+}
+
 template <typename T>
 int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
   if (job.kind == KIND_NORMAL) {
@@ -462,25 +478,18 @@ int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint
   if constexpr (std::is_same_v<T, double>) {
     return run_variant<T, U_GEN>(dst, q, nquads, job, seed, stream);  // the clamp is in the double finish
   } else {
-    const bool clamp = !uniform_clamp_is_identity(job.rand);
+    const bool lo = !uniform_low_is_identity(job.rand), hi = !uniform_high_is_identity(job.rand);
     // The folded uniform without + c is never NaN or denormal: |v| = round(|n * 2^8| * h') >= 2^8 * h' >= 2^-118
     // (|n| >= 1, h' = h * 2^-31 normal) and |v| <= h (finite); the clamp can only replace v by lo or hi,
     // so for bfloat16's unguarded vcvtne2ps2bf16 those must be normal or zero too (else: no fold).
     const auto plain_bound = [](float b) { return std::fpclassify(b) == FP_NORMAL || b == 0.0f; };
-    const bool bounds_ok = !clamp || !std::is_same_v<T, Bf16BitsNative> ||
-                           (plain_bound(job.rand.low) && plain_bound(job.rand.high));
+    const bool bounds_ok = !std::is_same_v<T, Bf16BitsNative> ||
+                           ((!lo || plain_bound(job.rand.low)) && (!hi || plain_bound(job.rand.high)));
     const bool addc = job.rand.center != 0.0f;  // NaN too: then it is added, as uniform_value does
     const bool fold = uniform_scale_folds(job.rand) && (addc || bounds_ok);
-    if (fold && addc) {
-      return clamp ? run_variant<T, U_FOLD | U_ADDC | U_CLAMP>(dst, q, nquads, job, seed, stream)
-                   : run_variant<T, U_FOLD | U_ADDC>(dst, q, nquads, job, seed, stream);
-    }
-    if (fold) {
-      return clamp ? run_variant<T, U_FOLD | U_CLAMP>(dst, q, nquads, job, seed, stream)
-                   : run_variant<T, U_FOLD>(dst, q, nquads, job, seed, stream);
-    }
-    return clamp ? run_variant<T, U_GEN | U_CLAMP>(dst, q, nquads, job, seed, stream)
-                 : run_variant<T, U_GEN>(dst, q, nquads, job, seed, stream);
+    if (fold && addc) return run_clamped<T, U_FOLD | U_ADDC>(lo, hi, dst, q, nquads, job, seed, stream);
+    if (fold) return run_clamped<T, U_FOLD>(lo, hi, dst, q, nquads, job, seed, stream);
+    return run_clamped<T, U_GEN>(lo, hi, dst, q, nquads, job, seed, stream);
   }
 }
 

@@ -37,12 +37,21 @@ inline bool normal_is_plain(const TensorJob& job, bool f64) {
 // s -> s * h is monotone for either sign of h), so every v lies between v(s_min) and v(s_max), the
 // values of the two extreme words 0 and 2^32 - 1; if both are inside [lo, hi], every v is, and
 // max(v, lo) = min(v, hi) = v. NaN parameters fail the comparisons, so they keep the clamp.
-inline bool uniform_clamp_is_identity(const RandParams& p) {
+// Each side alone: max(v, lo) = v for every v when v(s_min) and v(s_max) are both >= lo (then
+// f_min(f_max(v, lo), hi) = f_min(v, hi)), and min(v, hi) = v when both are <= hi. The comparisons are made on
+// both extremes (not on the smaller one) so that NaN in either keeps the clamp.
+inline bool uniform_low_is_identity(const RandParams& p) {
   const float a = f_add(f_mul(symmetric_uniform(0u), p.half_width), p.center);
   const float b = f_add(f_mul(symmetric_uniform(0xFFFFFFFFu), p.half_width), p.center);
-  const float vmin = a < b ? a : b;
-  const float vmax = a < b ? b : a;
-  return vmin >= p.low && vmax <= p.high;
+  return a >= p.low && b >= p.low;
+}
+inline bool uniform_high_is_identity(const RandParams& p) {
+  const float a = f_add(f_mul(symmetric_uniform(0u), p.half_width), p.center);
+  const float b = f_add(f_mul(symmetric_uniform(0xFFFFFFFFu), p.half_width), p.center);
+  return a <= p.high && b <= p.high;
+}
+inline bool uniform_clamp_is_identity(const RandParams& p) {
+  return uniform_low_is_identity(p) && uniform_high_is_identity(p);
 }
 
 // Whether s * h may be computed as (n * 2^8) * (h * 2^-31), n = s * 2^23 the odd integer of the word.

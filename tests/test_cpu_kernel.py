@@ -498,3 +498,40 @@ def test_cli_backends_names_the_simd_path():
     assert out.returncode == 0, out.stderr[-2000:]
     line = [x for x in out.stdout.splitlines() if x.startswith("cpu SIMD path:")]
     assert line and line[0].startswith("cpu SIMD path: scalar (this CPU runs: " + ", ".join(cpu_paths()))
+
+
+def _clamp_sides(res: Resolved, dtype: torch.dtype) -> tuple[bool, bool]:
+    """Which sides of the uniform's clamp the kernel needs (fill_cpu_simd.h's uniform_low/high_is_identity, computed
+    here in float32 from the table row): (lo needed, hi needed)."""
+    import numpy as np
+
+    _, params = build_tables([(1, 0, res, ShardMap())], dtype)
+    c, h, lo, hi = (np.float32(x) for x in params[0, [T.P_CENTER, T.P_HALF_WIDTH, T.P_LOW, T.P_HIGH]].tolist())
+    ends = [np.float32(np.float32(np.float32(s) * h) + c) for s in (-1 + 2.0**-32, 1 - 2.0**-32)]
+    return (not all(v >= lo for v in ends), not all(v <= hi for v in ends))
+
+
+def _clamped(c: float, h: float, lo: float, hi: float) -> Resolved:
+    """Values c + s * h clamped to [lo, hi): a row whose clamp changes many values (plans never make one)."""
+    return Resolved(T.KIND_UNIFORM, (c, h, 0, 0, lo, hi))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("sides,res,constructed", [
+    ((False, False), _clamped(0.0, 1.0, -2.0, 2.0), True), ((True, False), _clamped(0.0, 1.0, -0.5, 2.0), True),
+    ((False, True), _clamped(0.0, 1.0, -2.0, 0.5), True), ((True, True), _clamped(0.25, 1.0, -0.5, 0.5), True),
+    ((True, True), _uniform(-0.0442, 0.0442), False), ((False, True), _uniform(-1.0, 1.0), False),
+], ids=["neither", "lo", "hi", "both", "both (a model's)", "hi (a model's)"])
+def test_each_side_of_the_uniform_clamp(dtype, sides, res, constructed, cpu_path):
+    """The AVX-512 path clamps a side only where some value can cross it: each combination gives the reference's
+    bits, and where a side clamps, values sit on that bound."""
+    if constructed or dtype != torch.float32:  # (float32 U(a, b) rows need no clamp or one, by their rounding)
+        assert _clamp_sides(res, dtype) == sides
+    rows = [(65_537, 5, res, ShardMap()), (4099, 6, res, ShardMap(base=2**32 - 7))]
+    outs, refs = run_both(rows, dtype, 11)
+    assert_bitwise(outs, refs, rows)
+    if constructed:  # an eighth or more of the values are clamped on each side that clamps, none on the others
+        _, params = build_tables([(1, 0, res, ShardMap())], dtype)
+        lo, hi = params[0, T.P_LOW].item(), params[0, T.P_HIGH].item()
+        o = outs[0].double()
+        assert ((o == lo).double().mean() > 0.1) == sides[0] and ((o == hi).double().mean() > 0.1) == sides[1]
