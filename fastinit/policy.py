@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,19 +85,31 @@ class Rules:
 
     def action_for(self, name: str, tensor: torch.Tensor, module: nn.Module) -> tuple[bool, Action]:
         """(whether a rule matched, the action) for one tensor."""
-        for match, action in self.rules:
-            if _matches(match, name, tensor, module):
-                return True, action
-        return False, self.otherwise
+        return self.matcher()(name, tensor, module)
+
+    def matcher(self) -> Callable[[str, torch.Tensor, nn.Module], tuple[bool, Action]]:
+        """:meth:`action_for` with every rule's match turned into a predicate once (for many tensors; take a new
+        one after changing the rules). Raises TypeError for a match that is none of the kinds above."""
+        compiled = [(_predicate(match), action) for match, action in self.rules]
+        otherwise = self.otherwise
+
+        def action_for(name: str, tensor: torch.Tensor, module: nn.Module) -> tuple[bool, Action]:
+            for pred, action in compiled:
+                if pred(name, tensor, module):
+                    return True, action
+            return False, otherwise
+
+        return action_for
 
 
-def _matches(match: Match, name: str, tensor: torch.Tensor, module: nn.Module) -> bool:
+def _predicate(match: Match) -> Callable[[str, torch.Tensor, nn.Module], bool]:
     if isinstance(match, str):
-        return fnmatch.fnmatchcase(name, match)
+        fullmatch = re.compile(fnmatch.translate(match)).match  # fnmatch.fnmatchcase's own translation
+        return lambda name, t, m: fullmatch(name) is not None
     if isinstance(match, type) or (isinstance(match, tuple) and all(isinstance(m, type) for m in match)):
-        return isinstance(module, match)
+        return lambda name, t, m: isinstance(m, match)
     if callable(match):
-        return bool(match(name, tensor, module))
+        return lambda name, t, m: bool(match(name, t, m))
     raise TypeError(f"a rule's match must be a module type, a name glob or a predicate, not {type(match).__name__}")
 
 
@@ -265,14 +278,15 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     prepare = getattr(rules, "prepare", None)
     if prepare is not None:
         prepare(model, tracked)
-    params = {n for n, _ in model.named_parameters()}
+    params = {n for n, t in tracked.items() if isinstance(t, nn.Parameter)}  # (a buffer is never a Parameter)
     modules = dict(model.named_modules(remove_duplicate=False))
     out: list[Pending] = []
     need_default: list[str] = []
     unmatched: list[str] = []
+    action_for = rules.matcher()
     for name, t in tracked.items():
         module = _owner(modules, name)
-        matched, action = rules.action_for(name, t, module)
+        matched, action = action_for(name, t, module)
         if not matched and name not in params:
             action = "default"  # buffers follow their module unless a rule says otherwise
         elif not matched and rules.strict:
