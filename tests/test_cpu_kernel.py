@@ -478,6 +478,21 @@ def test_forcing_a_path_the_cpu_lacks_or_an_unknown_one_raises(monkeypatch):
     assert torch.ops.fastinit._cpu_simd_path() == cpu_paths()[-1]  # unset: the best this CPU has
 
 
+def test_a_bad_path_is_refused_while_planning_before_any_group_is_written(monkeypatch):
+    # the orthogonal weight is written by torch (its own group, first in the plan), the other by the CPU kernel
+    import fastinit
+    from fastinit import specs as S
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    before = [p.detach().clone() for p in model.parameters()]
+    rules = fastinit.Rules([("0.weight", S.Orthogonal()), ("*", S.Normal(0.0, 1.0))])
+    monkeypatch.setenv("FASTINIT_CPU_SIMD", "avx9")
+    with pytest.raises(RuntimeError, match="FASTINIT_CPU_SIMD=avx9 is not one of"):
+        fastinit.apply(model, rules, seed=1)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
 def test_backends_report_the_simd_path(monkeypatch):
     from fastinit.backends import cpu_simd
 

@@ -21,6 +21,14 @@ class CpuBackend(Backend):
         ok, why = _ext.load()
         return None if ok else why
 
+    def reasons(self, device: torch.device, dtype: torch.dtype, kind: int | None) -> list[str]:
+        """:meth:`Backend.reasons`; a ``FASTINIT_CPU_SIMD`` that names no path this CPU runs raises here, while the
+        plan is validated, not when the group is written (by then another device's group may have been)."""
+        why = super().reasons(device, dtype, kind)
+        if not why:
+            torch.ops.fastinit._cpu_simd_path()  # RuntimeError: the kernel's own message
+        return why
+
     def fill(self, outs: list[torch.Tensor], table: torch.Tensor, params: torch.Tensor, seed: int) -> None:
         """Write the group in place (as ``fastinit.reference.fill_group_reference``, bit for bit)."""
         _ext.load()
