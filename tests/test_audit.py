@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import sys
 
 import numpy as np
 import pytest
 import scipy.stats as st
 import torch
+from gloo_ranks import run_on_ranks
 from init_zoo import Custom, zoo, zoo_id
 from torch import nn
 
@@ -308,52 +308,37 @@ class Tiny(nn.Module):
         self.norm = nn.LayerNorm(32)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
+def _worker(rank: int, world: int, out_dir: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), FASTINIT_QUIET="1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        mesh = init_device_mesh("cpu", (world,))
-        m = Tiny()
-        for sub in (m.up, m.emb):
-            fully_shard(sub, mesh=mesh)
-        fully_shard(m, mesh=mesh)
-        from test_explain import executed_entries, planned_entries
+    mesh = init_device_mesh("cpu", (world,))
+    m = Tiny()
+    for sub in (m.up, m.emb):
+        fully_shard(sub, mesh=mesh)
+    fully_shard(m, mesh=mesh)
+    from test_explain import executed_entries, planned_entries
 
-        report = fastinit.explain(m)
-        with executed_entries() as seen:
-            fastinit.apply(m, seed=11)
-        same_plan = planned_entries(report) == seen and len(seen) > 0
-        good = audit(m)
-        with torch.no_grad():
-            if rank == 1:
-                m.up.weight.to_local().mul_(3)
-            if rank == 0:
-                m.emb.weight.to_local()[3, 0] = 1.0  # rank 0 holds the padding row
-        bad = audit(m)
-        out = {"same_plan": same_plan, "good": {r.name: (r.verdict, r.local_shard, r.shape, r.checked) for r in good},
-               "bad": {r.name: r.verdict for r in bad}}
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    report = fastinit.explain(m)
+    with executed_entries() as seen:
+        fastinit.apply(m, seed=11)
+    same_plan = planned_entries(report) == seen and len(seen) > 0
+    good = audit(m)
+    with torch.no_grad():
+        if rank == 1:
+            m.up.weight.to_local().mul_(3)
+        if rank == 0:
+            m.emb.weight.to_local()[3, 0] = 1.0  # rank 0 holds the padding row
+    bad = audit(m)
+    out = {"same_plan": same_plan, "good": {r.name: (r.verdict, r.local_shard, r.shape, r.checked) for r in good},
+           "bad": {r.name: r.verdict for r in bad}}
+    torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",
                     reason="needs torch.distributed with gloo and fork")
 def test_dtensor_model_audits_its_local_shards(tmp_path):
-    import torch.multiprocessing as mp
-
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="fork")
+    run_on_ranks(_worker, 2, str(tmp_path))
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r in range(2):
         assert res[r]["same_plan"]  # explain's plan of the local shards is the one apply executes

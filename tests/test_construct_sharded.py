@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 
 import pytest
 import torch
+from gloo_ranks import run_on_ranks
 from torch import nn
 
 import fastinit
@@ -40,45 +40,31 @@ class Scaled(nn.Module):
             self.w.mul_(0.5)  # reads the values: cannot be replayed on a shard alone
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
+def _worker(rank: int, world: int, out_dir: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    with fastinit.empty_init(keep_numel=0):
+        m = Adapter()
+    fully_shard(m, mesh=mesh)
+    fastinit.materialize(m, "cpu", seed=SEED)
+    full = {n: p.full_tensor().clone() for n, p in m.named_parameters()}
+    with fastinit.empty_init(keep_numel=0):
+        s = Scaled()
+    fully_shard(s, mesh=mesh)
     try:
-        mesh = init_device_mesh("cpu", (world,))
-        with fastinit.empty_init(keep_numel=0):
-            m = Adapter()
-        fully_shard(m, mesh=mesh)
-        fastinit.materialize(m, "cpu", seed=SEED)
-        full = {n: p.full_tensor().clone() for n, p in m.named_parameters()}
-        with fastinit.empty_init(keep_numel=0):
-            s = Scaled()
-        fully_shard(s, mesh=mesh)
-        try:
-            fastinit.materialize(s, "cpu", seed=SEED)
-            refused = ""
-        except NotImplementedError as e:
-            refused = str(e)
-        if rank == 0:
-            torch.save({"full": full, "refused": refused}, os.path.join(out_dir, "out.pt"))
-    finally:
-        dist.destroy_process_group()
+        fastinit.materialize(s, "cpu", seed=SEED)
+        refused = ""
+    except NotImplementedError as e:
+        refused = str(e)
+    if rank == 0:
+        torch.save({"full": full, "refused": refused}, os.path.join(out_dir, "out.pt"))
 
 
 @pytest.mark.parametrize("world", [2])
 def test_fsdp_sharded_replay_is_the_unsharded_record(world, tmp_path):
-    import torch.multiprocessing as mp
-
-    mp.start_processes(_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, start_method="fork")
+    run_on_ranks(_worker, world, str(tmp_path))
     got = torch.load(os.path.join(tmp_path, "out.pt"))
     with fastinit.empty_init(keep_numel=0):
         ref = Adapter()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import socket
 import sys
 
 import pytest
 import torch
+from gloo_ranks import run_on_ranks
 from torch import nn
 
 import fastinit
@@ -85,78 +85,65 @@ def test_fill_global_plain():
 
 # ---- multi-process ---------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
+def _worker(rank: int, world: int, out_dir: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import Replicate, distribute_tensor
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), FASTINIT_QUIET="1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        flat = init_device_mesh("cpu", (world,))
-        mesh2d = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("dp", "tp")) if world >= 4 else None
-        tp_plan = {"up": ColwiseParallel(), "down": RowwiseParallel()}
+    flat = init_device_mesh("cpu", (world,))
+    mesh2d = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("dp", "tp")) if world >= 4 else None
+    tp_plan = {"up": ColwiseParallel(), "down": RowwiseParallel()}
 
-        def fsdp(m):
-            for sub in (m.up, m.down, m.emb):
-                fully_shard(sub, mesh=flat)
-            fully_shard(m, mesh=flat)
+    def fsdp(m):
+        for sub in (m.up, m.down, m.emb):
+            fully_shard(sub, mesh=flat)
+        fully_shard(m, mesh=flat)
 
-        def tp(m):
-            parallelize_module(m, flat, tp_plan)
+    def tp(m):
+        parallelize_module(m, flat, tp_plan)
 
-        def fsdp_tp(m):
-            parallelize_module(m, mesh2d["tp"], tp_plan)
-            fully_shard(m, mesh=mesh2d["dp"])
+    def fsdp_tp(m):
+        parallelize_module(m, mesh2d["tp"], tp_plan)
+        fully_shard(m, mesh=mesh2d["dp"])
 
-        def replicate(m):
-            for mod in m.modules():
-                for n, p in list(mod._parameters.items()):
-                    mod._parameters[n] = nn.Parameter(distribute_tensor(p.detach(), flat, [Replicate()]))
+    def replicate(m):
+        for mod in m.modules():
+            for n, p in list(mod._parameters.items()):
+                mod._parameters[n] = nn.Parameter(distribute_tensor(p.detach(), flat, [Replicate()]))
 
-        layouts = {"fsdp": fsdp, "tp": tp, "replicate": replicate}
-        if mesh2d is not None:
-            layouts["fsdp_tp"] = fsdp_tp
-        results: dict[str, dict] = {}
-        for lname, shard in layouts.items():
-            for policy in ("default", "xavier_normal"):
-                m = Tiny()
-                shard(m)
-                fastinit.apply(m, policy, seed=SEED)
-                results[f"{lname}/{policy}"] = _full(m)
-            # torch's own init on the same layout, for the record (values depend on the layout)
+    layouts = {"fsdp": fsdp, "tp": tp, "replicate": replicate}
+    if mesh2d is not None:
+        layouts["fsdp_tp"] = fsdp_tp
+    results: dict[str, dict] = {}
+    for lname, shard in layouts.items():
+        for policy in ("default", "xavier_normal"):
             m = Tiny()
             shard(m)
-            torch.manual_seed(0)
-            try:
-                with torch.no_grad():
-                    for mod in m.modules():
-                        if hasattr(mod, "reset_parameters"):
-                            mod.reset_parameters()
-                results[f"{lname}/torch"] = _full(m)
-            except Exception as exc:  # DTensor random ops on CPU meshes
-                results[f"{lname}/torch"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        # deferred: FSDP2 on a meta model, then materialize (each rank allocates only its shard)
-        with fastinit.empty_init(keep_numel=0):
-            m = Tiny()
-        fsdp(m)
-        fastinit.materialize(m, "cpu", seed=SEED)
-        local_numel = sum(p.to_local().numel() for p in m.parameters())
-        results["fsdp_meta/default"] = _full(m)
-        results["fsdp_meta/local_numel"] = local_numel
-        if rank == 0:
-            torch.save(results, os.path.join(out_dir, "results.pt"))
-    finally:
-        dist.destroy_process_group()
+            fastinit.apply(m, policy, seed=SEED)
+            results[f"{lname}/{policy}"] = _full(m)
+        # torch's own init on the same layout, for the record (values depend on the layout)
+        m = Tiny()
+        shard(m)
+        torch.manual_seed(0)
+        try:
+            with torch.no_grad():
+                for mod in m.modules():
+                    if hasattr(mod, "reset_parameters"):
+                        mod.reset_parameters()
+            results[f"{lname}/torch"] = _full(m)
+        except Exception as exc:  # DTensor random ops on CPU meshes
+            results[f"{lname}/torch"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    # deferred: FSDP2 on a meta model, then materialize (each rank allocates only its shard)
+    with fastinit.empty_init(keep_numel=0):
+        m = Tiny()
+    fsdp(m)
+    fastinit.materialize(m, "cpu", seed=SEED)
+    local_numel = sum(p.to_local().numel() for p in m.parameters())
+    results["fsdp_meta/default"] = _full(m)
+    results["fsdp_meta/local_numel"] = local_numel
+    if rank == 0:
+        torch.save(results, os.path.join(out_dir, "results.pt"))
 
 
 def _full(m: nn.Module) -> dict[str, torch.Tensor]:
@@ -168,10 +155,8 @@ _cache: dict[int, dict] = {}
 
 def run_world(world: int, tmp_path_factory) -> dict:
     if world not in _cache:
-        import torch.multiprocessing as mp
-
         out = str(tmp_path_factory.mktemp(f"world{world}"))
-        mp.start_processes(_worker, args=(world, _free_port(), out), nprocs=world, start_method="fork")
+        run_on_ranks(_worker, world, out)
         _cache[world] = torch.load(os.path.join(out, "results.pt"))
     return _cache[world]
 
