@@ -43,28 +43,43 @@ def _linear(m: nn.Module) -> list[Call] | None:
     shape = w.shape
     if len(shape) < 2:
         return None
-    calls: list[Call] = [("weight", "kaiming_uniform_", _SQRT5)]
-    if params.get("bias") is not None:
-        fan_in = shape[1] * math.prod(shape[2:]) if len(shape) > 2 else shape[1]
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-        calls.append(("bias", "uniform_", (-bound, bound)))
+    has_bias = params.get("bias") is not None
+    calls = _LINEAR_CALLS.get((shape, has_bias))
+    if calls is None:  # (a model repeats a few layer shapes: the calls of each are stated once)
+        calls = [("weight", "kaiming_uniform_", _SQRT5)]
+        if has_bias:
+            fan_in = shape[1] * math.prod(shape[2:]) if len(shape) > 2 else shape[1]
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            calls.append(("bias", "uniform_", (-bound, bound)))
+        if len(_LINEAR_CALLS) >= _MEMO_MAX:
+            _LINEAR_CALLS.clear()
+        _LINEAR_CALLS[(shape, has_bias)] = calls
     return calls
+
+
+_MEMO_MAX = 4096
+_LINEAR_CALLS: dict[tuple, list[Call]] = {}  # (weight shape, has bias) -> the calls (shared: never changed)
+# (known_calls gives derived lists to its callers: they read them, never change them)
+
+
+# The calls of the modules below depend only on which tensors they have: one shared (never changed) list each.
+_NONE: list[Call] = []
+_ONES: list[Call] = [("weight", "ones_", ())]
+_ONES_ZEROS: list[Call] = [("weight", "ones_", ()), ("bias", "zeros_", ())]
+_NORMAL: list[Call] = [("weight", "normal_", ())]
 
 
 def _affine_norm(m: nn.Module) -> list[Call] | None:
     # LayerNorm / GroupNorm (flag elementwise_affine / affine), RMSNorm (no bias): ones_(weight), zeros_(bias)
     if not getattr(m, "elementwise_affine", getattr(m, "affine", False)):
-        return []
-    calls: list[Call] = [("weight", "ones_", ())]
-    if getattr(m, "bias", None) is not None:
-        calls.append(("bias", "zeros_", ()))
-    return calls
+        return _NONE
+    return _ONES_ZEROS if getattr(m, "bias", None) is not None else _ONES
 
 
 def _embedding(m: nn.Module) -> list[Call] | None:
     if m.padding_idx is not None:
         return None  # the padding row is a partial write: the recorder replays it
-    return [("weight", "normal_", ())]
+    return _NORMAL
 
 
 #: class whose reset_parameters is known -> the calls it makes (None: take the slow path for this module)
@@ -110,10 +125,20 @@ def known_calls(m: nn.Module, derive: Callable[[nn.Module], list[Call] | None] |
         t = params.get(attr)
         if type(t) is not _PARAMETER or t.layout is not _STRIDED or t.numel() == 0 or not t.is_contiguous():
             return None
-    layout = (type(m), *[(a, f) for a, f, _ in calls])
+    memo = _LAYOUTS.get((type(m), id(calls)))
+    if memo is not None and memo[0] is calls:  # the same (shared) calls again; the memo keeps them alive
+        layout = memo[1]
+    else:
+        layout = (type(m), *[(a, f) for a, f, _ in calls])
+        if len(_LAYOUTS) >= _MEMO_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[(type(m), id(calls))] = (calls, layout)
     if _VERIFIED.get(layout) is False:
         return None
     return layout, calls
+
+
+_LAYOUTS: dict[tuple, tuple[list[Call], tuple]] = {}  # (class, id(calls)) -> (calls, their layout)
 
 
 def verified(layout: tuple) -> bool | None:

@@ -90,6 +90,7 @@ def _walk(model: nn.Module, key_prefix: str = "") -> tuple[list[Entry], list[int
     seen_modules: set[int] = set()
     stack: list[tuple[str, nn.Module]] = [("", model)]
     known_calls, verified, spec_of = known_inits.known_calls, known_inits.verified, fast_spec  # (hot loop)
+    specs_memo: dict[int, tuple[list, list[Spec]]] = {}  # id(calls) -> (calls, their specs): shared calls, once
     while stack:
         prefix, m = stack.pop()
         if id(m) in seen_modules:  # one module in two places: model.apply would init it twice
@@ -135,14 +136,18 @@ def _walk(model: nn.Module, key_prefix: str = "") -> tuple[list[Entry], list[int
             known = known_calls(m, kind)
             if known is None or (verified(known[0]) is not True and not _verified(m, known)):
                 return None
-            for attr, fn, args in known[1]:
+            calls = known[1]
+            memo = specs_memo.get(id(calls))
+            if memo is None or memo[0] is not calls:
+                memo = specs_memo[id(calls)] = (calls, [spec_of(fn, args) for _, fn, args in calls])
+            for (attr, _, _), spec in zip(calls, memo[1]):
                 t = params[attr]
-                owners = tied.get(id(t)) if tied else None
-                if owners is not None and prefix + attr in owners:  # a later owner of a tied tensor
-                    owners[prefix + attr] = spec_of(fn, args)
-                    continue
                 name = prefix + attr
-                out.append(Entry(name, t, spec_of(fn, args), key_for(key_prefix + name)))
+                owners = tied.get(id(t)) if tied else None
+                if owners is not None and name in owners:  # a later owner of a tied tensor
+                    owners[name] = spec
+                    continue
+                out.append(Entry(name, t, spec, key_for(key_prefix + name)))
                 out_storages.append(sids[0] if len(sids) == 1 else t.untyped_storage()._cdata)
         if children:
             stack.extend((f"{prefix}{name}.", c) for name, c in reversed(children.items()) if c is not None)
