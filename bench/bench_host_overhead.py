@@ -2,7 +2,8 @@
 
     python bench/bench_host_overhead.py [--repeats 21] [--json PATH]
 
-Builds LLaMA-7B's and GPT-2-XL's module layouts (same modules and tensor count) at width 64, a
+Builds LLaMA-7B's and GPT-2-XL's module layouts (same modules and tensor count) at width 64 (LLaMA also with
+norms that have their own init code, so that each module's init is recorded rather than known), a
 DeepSeek-V3-shaped mixture of experts (61 layers, the first 3 dense, 256 routed experts and one shared expert
 per MoE layer, at width 16: about 47,000 tensors) and 5,000 ``nn.Linear(3, 2)`` (10,000 tiny tensors), so that
 filling costs next to nothing and what is timed is the Python around it: recording each module's init,
@@ -72,8 +73,28 @@ def deepseek_v3_layout(d: int = 16, d_ff: int = 8, layers: int = 61, dense: int 
     return model
 
 
+class OwnRMSNorm(nn.Module):
+    """An RMSNorm with its own ``reset_parameters`` (torchtitan's and most frameworks' norms): recorded, not known."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+
+def _own_norms(model: nn.Module) -> nn.Module:
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.RMSNorm):
+                setattr(module, name, OwnRMSNorm(child.weight.numel()))
+    return model
+
+
 LAYOUTS = {
     "llama-7b": lambda: Llama(LlamaConfig(d_model=64, d_ff=128, vocab=256, n_heads=4)),
+    "llama-7b, own RMSNorm": lambda: _own_norms(Llama(LlamaConfig(d_model=64, d_ff=128, vocab=256, n_heads=4))),
     "gpt2-xl": lambda: GPT2(GPT2Config(d_model=64, vocab=256, ctx=64)),
     "deepseek-v3 experts": deepseek_v3_layout,
     "5000 x Linear(3, 2)": lambda: nn.Sequential(*[nn.Linear(3, 2) for _ in range(5000)]),
