@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import walk
 from .keys import draw_seed, key_for
 from .known_models import known_model_plan
 from .plan import GroupReport, Plan
@@ -64,9 +65,10 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
             if plan is not None:
                 _last_report = Writer(seed, backend, prefix, generator).write_plans([(None, plan)])
                 return model
-    tracked = tracked_tensors(model)
-    _check_materialized(tracked)
-    run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
+    with walk.one_walk(model):  # tracked tensors, slots, ties and scopes share one walk of the module tree
+        tracked = tracked_tensors(model)
+        _check_materialized(tracked)
+        run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
     return model
 
 

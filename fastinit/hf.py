@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import walk
 from .record import Pending, Recorder
 
 __all__ = ["is_hf_model", "hf_init", "record_hf"]
@@ -45,6 +46,7 @@ def hf_init(model: nn.Module) -> None:
     for m in model.modules():
         if getattr(m, "_is_hf_initialized", False):
             m._is_hf_initialized = False
+    walk.code_runs()
     if hasattr(model, "initialize_weights"):
         model.initialize_weights()  # transformers >= 4.5x: smart_apply over sub-models, guarded inits
     else:  # older transformers

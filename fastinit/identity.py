@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from . import walk
 from .overlap import views_share_memory
 from .sharding import is_dtensor, local_tensor
 
@@ -66,7 +67,7 @@ class Slots:
             return
         by_id = {id(t): n for n, t in tracked.items()}
         held: dict[str, tuple[nn.Module, str, bool]] = {}  # name -> first slot holding its very tensor
-        for mod_name, module in model.named_modules(remove_duplicate=False):
+        for mod_name, module in walk.modules(model):
             prefix = mod_name + "." if mod_name else ""
             for store, is_param in ((module._parameters, True), (module._buffers, False)):
                 for attr, t in store.items():

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import known_inits
+from . import known_inits, walk
 from . import specs as S
 from .calls import fast_spec
 from .record import Pending, Recorder
@@ -46,8 +46,9 @@ def tracked_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
     Integer and bool buffers (``num_batches_tracked``) are not tracked: their module keeps them.
     """
-    out: dict[str, torch.Tensor] = dict(model.named_parameters())
-    for name, b in model.named_buffers():
+    params, buffers = walk.named_tensors(model)
+    out: dict[str, torch.Tensor] = dict(params)
+    for name, b in buffers:
         if b is not None and (b.is_floating_point() or b.is_complex()):
             out.setdefault(name, b)
     return out
@@ -279,7 +280,7 @@ def _apply_rules(model: nn.Module, rules: Rules, tracked: dict[str, torch.Tensor
     if prepare is not None:
         prepare(model, tracked)
     params = {n for n, t in tracked.items() if isinstance(t, nn.Parameter)}  # (a buffer is never a Parameter)
-    modules = dict(model.named_modules(remove_duplicate=False))
+    modules = dict(walk.modules(model))
     out: list[Pending] = []
     need_default: list[str] = []
     unmatched: list[str] = []
@@ -327,7 +328,7 @@ def record_owner_defaults(model: nn.Module, wanted: set[str], tracked: dict[str,
     own spec); the init code's own temporaries are always written when it reads them. ``written``
     (optional) receives the wanted names the init code wrote in full itself (whole copies).
     """
-    modules = dict(model.named_modules(remove_duplicate=False))
+    modules = dict(walk.modules(model))
     owners = {id(_owner(modules, n)) for n in wanted}
 
     def owners_init(module: nn.Module) -> None:

@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 
 from . import replay as R
 from . import specs as S
+from . import walk
 from .calls import bind, spec_from_call
 from .identity import FreshMemory, Slots, TrackedMemory, covers, disjoint_view, storage_id
 from .intercept import PRISTINE, TORCH_FUNCS, not_recording, recording_in_this_thread
@@ -147,7 +148,7 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
 
     def apply(self, model: nn.Module, fn: Callable[[nn.Module], object]) -> None:
         """``model.apply(fn)`` itself (overrides such as FSDP's included), each call scoped to the module's name."""
-        names = {id(m): n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
+        names = {id(m): n for n, m in reversed(walk.modules(model))}
 
         def scoped(module: nn.Module) -> object:
             outer, self.scope = self.scope, names.get(id(module), self.scope)
@@ -156,6 +157,7 @@ class Recorder(TrackedMemory, Temporaries, TorchFunctionMode):
             finally:
                 self.scope = outer
 
+        walk.code_runs()
         model.apply(scoped)
 
     # -- results -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import walk
 from .record import Pending
 
 #: suffix of the names stand-ins are tracked under while recording (never a real parameter name)
@@ -81,7 +82,7 @@ def find_ties(model: nn.Module) -> list[Tie]:
     owners: dict[int, list[tuple[nn.Module, str, str]]] = {}
     params: dict[int, nn.Parameter] = {}
     seen: set[tuple[int, str]] = set()
-    for mod_name, module in model.named_modules(remove_duplicate=False):
+    for mod_name, module in walk.modules(model):
         for local, p in module._parameters.items():
             if p is None or (id(module), local) in seen:
                 continue
