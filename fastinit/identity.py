@@ -41,16 +41,15 @@ def covers(view: torch.Tensor, whole: torch.Tensor) -> bool:
             and tuple(view.stride()) == tuple(whole.stride()))
 
 
+def _has_elements(t: torch.Tensor) -> bool:
+    # a plain, non-empty strided tensor with memory: one whose elements overlap.py can compare
+    return not is_dtensor(t) and not t.is_meta and t.numel() > 0 and t.layout == torch.strided
+
+
 def disjoint_view(t: torch.Tensor, others: list[Pending]) -> bool:
     """Whether ``t`` shares no element with any of ``others``' tensors (all in ``t``'s storage): then it is a
     tensor of its own, as parameters that are views of one flat buffer are, not an alias of one of them."""
-    if is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
-        return False
-    for q in others:
-        o = q.tensor
-        if is_dtensor(o) or o.is_meta or o.numel() == 0 or o.layout != torch.strided or views_share_memory(t, o):
-            return False
-    return True
+    return _has_elements(t) and all(_has_elements(q.tensor) and not views_share_memory(t, q.tensor) for q in others)
 
 
 class Slots:
@@ -153,17 +152,18 @@ class TrackedMemory:
         if sid is None:
             sid = storage_id(t)
         p = self.by_storage.get(sid)
-        views = self.views.get(sid) if p is not None and self.views else None
-        if views is None:
+        if p is None or not self.views or sid not in self.views:
             return p
-        if is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
-            return None
-        hits = [q for q in views if views_share_memory(t, q.tensor)]
+        hits = self._view_hits(t, sid)
         if len(hits) == 1:
             return hits[0]
         for q in hits:
             self._flush(q)
         return None
+
+    def _view_hits(self, t: torch.Tensor, sid: int) -> list[Pending]:
+        """The tracked tensors of storage ``sid`` (one of ``views``) that share an element with ``t``."""
+        return [q for q in self.views[sid] if views_share_memory(t, q.tensor)] if _has_elements(t) else []
 
     def _in_views(self, t: torch.Tensor) -> bool:
         """Whether ``t``'s storage holds several tracked tensors (its memory is theirs, never a temporary)."""
@@ -171,10 +171,9 @@ class TrackedMemory:
 
     def _refuse_spanning(self, t: torch.Tensor, call: str) -> None:
         """Raise for random write ``call`` on memory holding several tracked tensors (a flat buffer they view)."""
-        views = self.views.get(storage_id(t)) if self.views and isinstance(t, torch.Tensor) else None
-        if not views or is_dtensor(t) or t.is_meta or t.numel() == 0 or t.layout != torch.strided:
+        if not isinstance(t, torch.Tensor) or t.is_sparse or not self._in_views(t):
             return
-        hits = [q.name for q in views if views_share_memory(t, q.tensor)]
+        hits = [q.name for q in self._view_hits(t, storage_id(t))]
         if len(hits) > 1:
             raise NotImplementedError(
                 f"fastinit: {call} on memory that holds several parameters ({', '.join(hits)}: views of one "

@@ -10,9 +10,10 @@ tree, at a fraction of the host time (what a model of tens of thousands of small
 
 It gives up (returns None, and :func:`fastinit.apply` records as usual) wherever the result could differ:
 any module that is neither known nor inert; a class that overrides ``apply``, ``children`` or the ``named_*``
-walks, or ``__getattr__``; init code set on an instance; a module or tensor held twice (ties); a meta
-tensor, a tensor subclass (DTensor) or anything else :func:`fastinit.known_inits.known_calls` refuses; an
-active TorchFunctionMode or recording. A (class, layout) not yet checked in this process is checked here
+walks, or ``__getattr__``; init code set on an instance; a module held twice; a tensor held twice unless the
+model declares that tie (:func:`fastinit.ties.declared_ties`), or memory two tensors share; a meta tensor, a
+tensor subclass (DTensor) or anything else :func:`fastinit.known_inits.known_calls` refuses; an active
+TorchFunctionMode or recording. A (class, layout) not yet checked in this process is checked here
 first, by recording one such module on its own, exactly as the recorder would.
 """
 
@@ -105,13 +106,11 @@ def _walk(model: nn.Module, key_prefix: str = "") -> tuple[list[Entry], list[int
         if "reset_parameters" in d or "_reset_parameters" in d:
             return None
         params = m._parameters
-        sids = []  # of this module's parameters, in order
         for attr, t in params.items():
             if t is not None:
                 if t.is_meta or type(t) not in _PLAIN_TYPES:  # meta: apply refuses it by name; DTensors
                     return None
                 sid = t.untyped_storage()._cdata
-                sids.append(sid)
                 holder = storages.get(sid)
                 if holder is None:
                     storages[sid] = id(t)
@@ -148,7 +147,7 @@ def _walk(model: nn.Module, key_prefix: str = "") -> tuple[list[Entry], list[int
                     owners[name] = spec
                     continue
                 out.append(Entry(name, t, spec, key_for(key_prefix + name)))
-                out_storages.append(sids[0] if len(sids) == 1 else t.untyped_storage()._cdata)
+                out_storages.append(t.untyped_storage()._cdata)
         if children:
             stack.extend((f"{prefix}{name}.", c) for name, c in reversed(children.items()) if c is not None)
     if tied and not _settle_declared_ties(model, tied, out, out_storages):
