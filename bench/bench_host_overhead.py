@@ -10,7 +10,9 @@ filling costs next to nothing and what is timed is the Python around it: recordi
 planning, building the tables and one launch per group. Rows: ``fastinit.apply`` with the default policy and with the
 gpt2 preset, and the ``torch.nn.init`` loop (``model.apply(reset_parameters)``, what construction runs).
 Times are CPU time of this process (``time.process_time``: steadier than wall time on a shared machine),
-median and minimum over ``--repeats``, the rows of a layout run in turn, one thread.
+median and minimum over ``--repeats``, the rows of a layout run in turn, one thread, each row warmed by one
+call first. ``--cold`` times instead each row's *first* call in a fresh process (imports done, model built):
+what a training script pays once, including fastinit's one-time check of each (class, layout).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,21 +128,47 @@ def _interleaved(fns: dict[str, object], repeats: int) -> dict[str, list[float]]
     return out
 
 
-def run(repeats: int, layouts: list[str] | None = None) -> dict:
-    """Every row for every layout."""
+ROWS = {
+    "fastinit.apply (default)": lambda m: fastinit.apply(m, seed=1),
+    "fastinit.apply (gpt2 preset)": lambda m: fastinit.apply(m, "gpt2", seed=1),
+    "torch.nn.init loop": lambda m: m.apply(default_init),
+}
+
+
+def _first_call(layout: str, row: str) -> float:
+    """CPU time of ``row``'s first call on a freshly built ``layout``, in a fresh Python process."""
+    code = ("import sys, time, torch; sys.path.insert(0, {bench!r}); torch.set_num_threads(1); "
+            "import bench_host_overhead as b; m = b.LAYOUTS[{layout!r}](); t = time.process_time(); "
+            "b.ROWS[{row!r}](m); print(time.process_time() - t)")
+    out = subprocess.run([sys.executable, "-c", code.format(bench=str(Path(__file__).parent), layout=layout,
+                                                               row=row)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def _cold(layout: str, repeats: int) -> dict[str, list[float]]:
+    """:func:`_first_call` of every row, in turn, ``repeats`` times (each in its own process)."""
+    out: dict[str, list[float]] = {k: [] for k in ROWS}
+    for _ in range(repeats):
+        for k in ROWS:
+            out[k].append(_first_call(layout, k))
+    return out
+
+
+def run(repeats: int, layouts: list[str] | None = None, cold: bool = False) -> dict:
+    """Every row for every layout (``cold``: the first call in a fresh process, not a warm process's calls)."""
     torch.set_num_threads(1)
     res = {"machine": {"cpu": _cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
-                       "torch": torch.__version__}, "repeats": repeats, "layouts": []}
+                       "torch": torch.__version__}, "repeats": repeats, "cold": cold, "layouts": []}
     for name, make in LAYOUTS.items():
         if layouts and name not in layouts:
             continue
         model = make()
         n = sum(1 for _ in model.parameters())
-        rows = _interleaved({
-            "fastinit.apply (default)": lambda m=model: fastinit.apply(m, seed=1),
-            "fastinit.apply (gpt2 preset)": lambda m=model: fastinit.apply(m, "gpt2", seed=1),
-            "torch.nn.init loop": lambda m=model: m.apply(default_init),
-        }, repeats)
+        if cold:
+            rows = _cold(name, repeats)
+        else:
+            rows = _interleaved({k: (lambda m=model, f=f: f(m)) for k, f in ROWS.items()}, repeats)
         res["layouts"].append({"layout": name, "tensors": n, "rows": {
             k: {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v),
                 "us_per_tensor": 1e6 * statistics.median(v) / n} for k, v in rows.items()}})
@@ -163,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--layout", action="append", choices=sorted(LAYOUTS), help="only these layouts (repeatable)")
+    ap.add_argument("--cold", action="store_true",
+                    help="time each row's first call in a fresh process (what a training script pays once)")
     args = ap.parse_args(argv)
-    res = run(args.repeats, args.layout)
+    res = run(args.repeats, args.layout, args.cold)
     print(table(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

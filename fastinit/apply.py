@@ -59,16 +59,16 @@ def apply(model: nn.Module, policy: Any = "default", *, seed: int | None = None,
     """
     global _last_report
     # seed None is drawn only once the whole plan is validated: a refused call leaves the caller's RNG alone
-    if isinstance(policy, str) and policy == "default":
-        with _no_gc():
+    with _no_gc():
+        if isinstance(policy, str) and policy == "default":
             plan = known_model_plan(model, full_prefix(prefix))  # torch's own modules only: nothing to record
             if plan is not None:
                 _last_report = Writer(seed, backend, prefix, generator).write_plans([(None, plan)])
                 return model
-    with walk.one_walk(model):  # tracked tensors, slots, ties and scopes share one walk of the module tree
-        tracked = tracked_tensors(model)
-        _check_materialized(tracked)
-        run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
+        with walk.one_walk(model):  # tracked tensors, slots, ties and scopes share one walk of the module tree
+            tracked = tracked_tensors(model)
+            _check_materialized(tracked)
+            run_policy(model, policy, tracked, seed, backend, prefix=prefix, generator=generator)
     return model
 
 
@@ -163,8 +163,9 @@ def run_policy(model: nn.Module, policy: Any, tracked: dict[str, torch.Tensor], 
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
     # Recording and planning allocate a few small objects per tensor and free almost none until the end: with
-    # 10,000s of tensors, the cyclic collector's passes over them cost a third of the host time. The garbage
-    # is collected as usual afterwards.
+    # 10,000s of tensors, the cyclic collector's passes over them cost a third of the host time, and on a model
+    # built just before (its modules still in the young generations) a first call's walks cost 10x more. The
+    # garbage is collected as usual afterwards.
     enabled = gc.isenabled()
     gc.disable()
     try:
