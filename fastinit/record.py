@@ -81,8 +81,7 @@ _EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.Tensor.new_e
 #: ops that write every element they are given without reading it (what makes memory "written")
 _RANDOM_WRITES = {R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_, torch.Tensor.exponential_,
                   torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
-_WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM, R.UNIFORM, R.NORMAL, torch.Tensor.random_, torch.Tensor.bernoulli_,
-           torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
+_WRITES = {R.COPY, R.FILL, R.ZERO, R.SETITEM} | _RANDOM_WRITES
 
 
 _run = threading.local()

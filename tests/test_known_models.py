@@ -61,17 +61,24 @@ def test_walk_gives_what_recording_gives():
     assert all(known_inits.verified(layout) for layout in known_inits._VERIFIED)
 
 
+def assert_as_recorded(make, monkeypatch, seed, prefix=""):
+    """``fastinit.apply`` on ``make()`` gives the report and the values (bitwise) of recording it (the walk off)."""
+    torch.manual_seed(0)
+    fast = fastinit.apply(make(), seed=seed, prefix=prefix)
+    fast_report = fastinit.last_report()
+    with monkeypatch.context() as m:
+        m.setattr(apply_mod, "known_model_plan", lambda *a: None)
+        torch.manual_seed(0)
+        slow = fastinit.apply(make(), seed=seed, prefix=prefix)
+        slow_report = fastinit.last_report()
+    assert fast_report == slow_report
+    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_apply_values_are_bitwise_those_of_recording(monkeypatch):
     for prefix in ("", "encoder"):
-        fast = fastinit.apply(_zoo(), seed=5, prefix=prefix)
-        fast_report = fastinit.last_report()
-        with monkeypatch.context() as m:
-            m.setattr(apply_mod, "known_model_plan", lambda *a: None)
-            slow = fastinit.apply(_zoo(), seed=5, prefix=prefix)
-            slow_report = fastinit.last_report()
-        assert fast_report == slow_report
-        for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
-            assert torch.equal(a, b), name
+        assert_as_recorded(_zoo, monkeypatch, 5, prefix)
 
 
 def test_apply_keeps_torchs_version_counters_and_leaves_the_rng_alone():
@@ -123,17 +130,8 @@ TIED = {
 
 @pytest.mark.parametrize("make", TIED.values(), ids=TIED.keys())
 def test_declared_ties_take_the_sources_init_as_recording_does(make, monkeypatch):
-    torch.manual_seed(0)
-    model = make()
-    assert known_model_specs(model) is not None
-    fast = fastinit.apply(model, seed=4)
-    fast_report = fastinit.last_report()
-    monkeypatch.setattr(apply_mod, "known_model_plan", lambda *a: None)
-    torch.manual_seed(0)
-    slow = fastinit.apply(make(), seed=4)
-    assert fastinit.last_report() == fast_report
-    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert known_model_specs(make()) is not None
+    assert_as_recorded(make, monkeypatch, 4)
 
 
 class Custom(nn.Module):
@@ -196,14 +194,7 @@ def test_what_the_walk_cannot_see_is_recorded_instead(make):
 @pytest.mark.parametrize("make", [m for k, m in REFUSED.items() if k != "meta parameters"],
                          ids=[k for k in REFUSED if k != "meta parameters"])
 def test_refused_models_still_get_the_recorded_values(make, monkeypatch):
-    torch.manual_seed(0)
-    fast = fastinit.apply(make(), seed=2)
-    monkeypatch.setattr(known_models, "_walk", lambda m: pytest.fail("must not be reached"))
-    torch.manual_seed(0)
-    monkeypatch.setattr(apply_mod, "known_model_plan", lambda *a: None)
-    slow = fastinit.apply(make(), seed=2)
-    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_as_recorded(make, monkeypatch, 2)
 
 
 def test_meta_parameters_get_applys_error():
