@@ -100,8 +100,11 @@ T constant_value(double v) {
 // ---------------------------------------------------------------- AVX2 path
 #if FASTINIT_HAVE_AVX2_PATH
 // No "fma" in the target list: with it gcc could contract (and -ffp-contract=off forbids it anyway).
-// Vectors of 4 quads per step: 4 (64 elements) keeps enough independent Philox and Horner chains in
-// flight without spilling the 16 ymm registers (2 and 8 measured slower).
+// Vectors of 4 quads per step: 4 (64 elements) keep enough independent Philox and Horner chains in flight.
+// Their 16 state vectors fill the 16 ymm registers, so GCC keeps some c1 / c3 words on the stack (a store,
+// and a load folded into the next round's vpxor); 3 vectors spill less (22 stack stores per 48 elements
+// against 58 per 64) but ran 15-20 % slower for the uniform on Zen 4 (one thread, best of 4 runs), 2 and 8
+// slower still. 2026-12-02, AMD EPYC Zen 4 with the AVX2 path forced.
 constexpr int BLOCK_VECTORS = 4;
 #define FI_AVX2_ENTRY __attribute__((target("avx2,f16c")))
 #define FI_AVX2 __attribute__((target("avx2,f16c"), always_inline)) inline
@@ -133,50 +136,58 @@ FI_AVX2 void interleave_point(V (&p)[N]) {
 // Stream words of quads q0 .. q0 + 4*NV - 1, in element order: words[2v], words[2v+1] hold the 16
 // elements of quads q0+4v .. q0+4v+3. Each 64-bit lane carries one quad's counter word in its low
 // half; vpmuludq reads only low halves, so the high halves may hold garbage until the final pack.
-template <int NV>
-FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&words)[2 * NV]) {
+// Rounds 1 and 2 are partly folded into scalars as in the AVX-512 path (philox512, fill_cpu_avx512.cpp):
+// in round 1, c2 and c3 are the tensor key, the same in every lane, so (hi1, lo1) and both key xors are
+// scalars; in round 2, c1 is that scalar lo1. With SAME_HI (the step does not cross a multiple of 2^32
+// quads), round 1's c0 = hi1 ^ (q >> 32) ^ k0 is a scalar too, and so are round 2's M0 * c0 and its c3.
+template <int NV, bool SAME_HI>
+FI_AVX2 void philox_avx2(uint64_t q0, const PhiloxKeys& K, __m256i (&words)[2 * NV]) {
   __m256i c0[NV], c1[NV], c2[NV], c3[NV];
   const __m256i m0 = _mm256_set1_epi64x(PHILOX_M0);
   const __m256i m1 = _mm256_set1_epi64x(PHILOX_M1);
-  uint32_t k0 = static_cast<uint32_t>(seed);
-  uint32_t k1 = static_cast<uint32_t>(seed >> 32);
-  // Round 1 with the key words folded in: c2 and c3 are the tensor key, the same in every lane,
-  // so (hi1, lo1) of that round and both key xors are scalars computed once.
-  uint32_t hi1, lo1;
-  mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), hi1, lo1);
-  const __m256i x0 = _mm256_set1_epi64x(hi1 ^ k0);
-  const __m256i x2 = _mm256_set1_epi64x(static_cast<uint32_t>(key >> 32) ^ k1);
+  const __m256i x2 = _mm256_set1_epi64x(K.key_hi ^ K.k1[0]);
+  const __m256i y0 = _mm256_set1_epi64x(K.lo1 ^ K.k0[1]);
   // 64-bit lane i holds quad q0 + 4v + (0, 2, 1, 3)[i], so that the final unpacklo / unpackhi (which work
   // inside 128-bit lanes) leave quads 0, 1 and 2, 3 in element order without a cross-lane permute.
   const __m256i step = _mm256_set_epi64x(3, 1, 2, 0);
-  for (int v = 0; v < NV; ++v) {
-    const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
-    const __m256i p0 = _mm256_mul_epu32(q, m0);
-    c0[v] = _mm256_xor_si256(_mm256_srli_epi64(q, 32), x0);  // hi1 ^ c1 ^ k0, c1 = q >> 32
-    c2[v] = _mm256_xor_si256(_mm256_srli_epi64(p0, 32), x2);
-    c3[v] = p0;
-  }
-  // Round 2: c1 is lo1 of round 1, again one scalar, so lo1 ^ k0 is folded too.
-  k0 += PHILOX_W0;
-  k1 += PHILOX_W1;
-  {
-    const __m256i y0 = _mm256_set1_epi64x(lo1 ^ k0);
-    const __m256i kk1 = _mm256_set1_epi64x(k1);
+  if constexpr (SAME_HI) {
+    const uint32_t c0s = K.hi1 ^ static_cast<uint32_t>(q0 >> 32) ^ static_cast<uint32_t>(K.k0[0]);
+    uint32_t hi0s, lo0s;
+    mulhilo32(PHILOX_M0, c0s, hi0s, lo0s);
+    const __m256i z2 = _mm256_set1_epi64x(hi0s ^ static_cast<uint32_t>(K.k1[1]));
+    const __m256i c3s = _mm256_set1_epi64x(lo0s);
     for (int v = 0; v < NV; ++v) {
-      const __m256i p0 = _mm256_mul_epu32(c0[v], m0);
-      const __m256i p1 = _mm256_mul_epu32(c2[v], m1);
+      const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
+      const __m256i p0 = _mm256_mul_epu32(q, m0);
+      // round 1: c0 = c0s, c1 = lo1, c2 = hi0 ^ c3 ^ k1, c3 = lo0 (in p0's low half)
+      const __m256i r1c2 = _mm256_xor_si256(_mm256_srli_epi64(p0, 32), x2);
+      // round 2: c0 = hi(M1 * c2) ^ lo1 ^ k0, c1 = lo(M1 * c2), c2 = hi0s ^ c3 ^ k1, c3 = lo0s
+      const __m256i p1 = _mm256_mul_epu32(r1c2, m1);
       c0[v] = _mm256_xor_si256(_mm256_srli_epi64(p1, 32), y0);
-      c2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[v]), kk1);
-      c1[v] = p1;  // low half is lo1
-      c3[v] = p0;  // low half is lo0
+      c1[v] = p1;
+      c2[v] = _mm256_xor_si256(p0, z2);
+      c3[v] = c3s;
+    }
+  } else {
+    const __m256i x0 = _mm256_set1_epi64x(K.hi1 ^ K.k0[0]);
+    const __m256i kk1 = _mm256_set1_epi64x(K.k1[1]);
+    for (int v = 0; v < NV; ++v) {
+      const __m256i q = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(q0 + 4 * v)), step);
+      const __m256i p0 = _mm256_mul_epu32(q, m0);
+      const __m256i r1c0 = _mm256_xor_si256(_mm256_srli_epi64(q, 32), x0);  // hi1 ^ c1 ^ k0, c1 = q >> 32
+      const __m256i r1c2 = _mm256_xor_si256(_mm256_srli_epi64(p0, 32), x2);  // hi0 ^ c3 ^ k1
+      const __m256i q0p = _mm256_mul_epu32(r1c0, m0);
+      const __m256i p1 = _mm256_mul_epu32(r1c2, m1);
+      c0[v] = _mm256_xor_si256(_mm256_srli_epi64(p1, 32), y0);
+      c1[v] = p1;
+      c2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(q0p, 32), p0), kk1);
+      c3[v] = q0p;
     }
   }
 #pragma GCC unroll 8
   for (int r = 2; r < 10; ++r) {
-    k0 += PHILOX_W0;
-    k1 += PHILOX_W1;
-    const __m256i kk0 = _mm256_set1_epi64x(k0);
-    const __m256i kk1 = _mm256_set1_epi64x(k1);
+    const __m256i kk0 = _mm256_set1_epi64x(static_cast<int64_t>(K.k0[r]));
+    const __m256i kk1 = _mm256_set1_epi64x(static_cast<int64_t>(K.k1[r]));
     for (int v = 0; v < NV; ++v) {
       const __m256i p0 = _mm256_mul_epu32(c0[v], m0);
       const __m256i p1 = _mm256_mul_epu32(c2[v], m1);
@@ -201,14 +212,18 @@ FI_AVX2 void philox_avx2(uint64_t q0, uint64_t key, uint64_t seed, __m256i (&wor
 // a normal float is done as an integer add to the exponent field instead: same bits, and the
 // integer op can issue on any vector pipe.
 
-// symmetric_uniform: n is a nonzero integer with |n| < 2^23, so cvt(n) is exact and n * 2^-23 is a
-// normal float; the multiply is "exponent - 23".
-FI_AVX2 __m256 symmetric_uniform_avx2(__m256i x) {
-  const __m256i n = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(x, 8), _mm256_set1_epi32(1)),
-                                     _mm256_set1_epi32(1 << 23));
-  return _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(n)), _mm256_set1_epi32(23 << 23)));
+// t = n * 2^8 with n = s * 2^23 the odd integer of the word x, as an int32: (x | 0x1FF) ^ 0x800000FF
+// (scaled_int512 of the AVX-512 path, proof there; one vpternlogd there, two ops here).
+FI_AVX2 __m256i scaled_int_avx2(__m256i x) {
+  return _mm256_xor_si256(_mm256_or_si256(x, _mm256_set1_epi32(0x1FF)), _mm256_set1_epi32(static_cast<int>(0x800000FFu)));
 }
 
+// symmetric_uniform: cvt(n * 2^8) is exact (|n * 2^8| < 2^31 with at most 24 significant bits) and a normal
+// float with exponent >= 8, so the multiply by 2^-31 is "exponent - 31".
+FI_AVX2 __m256 symmetric_uniform_avx2(__m256i x) {
+  const __m256 f = _mm256_cvtepi32_ps(scaled_int_avx2(x));
+  return _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(f), _mm256_set1_epi32(31 << 23)));
+}
 
 // p[i] <- Horner of c at y[i]. y is read from memory (an operand of vmulps), so all N accumulators
 // plus a coefficient fit the 16 ymm registers for N = 8.
@@ -295,27 +310,38 @@ FI_AVX2 void normal_avx2(const __m256i (&words)[N], const RandParams& prm, __m25
 #undef FI_STEP
 }
 
-// Values of a random kind from N vectors of stream words (element order kept), one variant per
-// template: V_UNIFORM clamps to [lo, hi], V_UNIFORM_FREE is V_UNIFORM where the clamp is the identity
-// (uniform_clamp_is_identity), V_PLAIN_NORMAL is V_NORMAL with normal_is_plain() parameters. With
-// F64 (float64 outputs) the result is the float32 stage the double finish starts from: s for the
-// uniform, z for the normal (store16_f64 does the rest).
-constexpr int V_UNIFORM = 0, V_UNIFORM_FREE = 1, V_NORMAL = 2, V_PLAIN_NORMAL = 3;
+// Values of a random kind from N vectors of stream words (element order kept), one variant V per template
+// (fill_cpu_simd.h: U_GEN, U_FOLD, ..., N_PLAIN, and the proofs of their shortcuts). With F64 (float64
+// outputs) the result is the float32 stage the double finish starts from: s for the uniform, z for the
+// normal (store4_f64 does the rest).
 template <int V, bool F64, int N>
 FI_AVX2 void values_avx2(const __m256i (&words)[N], const RandParams& p, __m256 (&v)[N]) {
-  if constexpr (V == V_NORMAL || V == V_PLAIN_NORMAL) {
-    normal_avx2<V == V_PLAIN_NORMAL, F64, N>(words, p, v);
+  if constexpr (is_normal(V)) {
+    normal_avx2<V == N_PLAIN, F64, N>(words, p, v);
   } else if constexpr (F64) {
     FI_EACH v[i] = symmetric_uniform_avx2(words[i]);
   } else {
-    const __m256 h = _mm256_set1_ps(p.half_width);
-    const __m256 c = _mm256_set1_ps(p.center);
-    FI_EACH v[i] = _mm256_add_ps(_mm256_mul_ps(symmetric_uniform_avx2(words[i]), h), c);
-    if constexpr (V == V_UNIFORM) {
+    if constexpr ((V & U_FOLD) != 0) {
+      // uniform_scale_folds(): round(cvt(n * 2^8) * (h * 2^-31)) == round(s * h), and + c (c = +-0) is v
+      const __m256 hs = _mm256_set1_ps(f_mul(p.half_width, 0x1p-31f));
+      FI_EACH v[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(scaled_int_avx2(words[i])), hs);
+      if constexpr ((V & U_ADDC) != 0) {
+        const __m256 c = _mm256_set1_ps(p.center);
+        FI_EACH v[i] = _mm256_add_ps(v[i], c);
+      }
+    } else {
+      const __m256 h = _mm256_set1_ps(p.half_width);
+      const __m256 c = _mm256_set1_ps(p.center);
+      FI_EACH v[i] = _mm256_add_ps(_mm256_mul_ps(symmetric_uniform_avx2(words[i]), h), c);
+    }
+    // f_min(f_max(v, lo), hi), a side at a time (MAXPS / MINPS return their second operand, v, on ties)
+    if constexpr ((V & U_LO) != 0) {
       const __m256 lo = _mm256_set1_ps(p.low);
+      FI_EACH v[i] = _mm256_max_ps(lo, v[i]);
+    }
+    if constexpr ((V & U_HI) != 0) {
       const __m256 hi = _mm256_set1_ps(p.high);
-      // max(v, lo) then min(., hi) keeping v on ties, as f_max/f_min (MAXPS returns its second operand then).
-      FI_EACH v[i] = _mm256_min_ps(hi, _mm256_max_ps(lo, v[i]));
+      FI_EACH v[i] = _mm256_min_ps(hi, v[i]);
     }
   }
 }
@@ -369,23 +395,27 @@ FI_AVX2 void store16(T* dst, __m256 a, __m256 b) {
 template <int V, bool NT>
 FI_AVX2 void store4_f64(double* dst, __m128 stage, const RandParams64& d) {
   __m256d x = _mm256_cvtps_pd(stage);
-  if constexpr (V == V_NORMAL || V == V_PLAIN_NORMAL) {
+  if constexpr (is_normal(V)) {
     x = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(d.std)), _mm256_set1_pd(d.mean));
   } else {
     x = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(d.half_width)), _mm256_set1_pd(d.center));
   }
-  if constexpr (V != V_PLAIN_NORMAL) {
+  if constexpr (V != N_PLAIN) {
     x = _mm256_min_pd(_mm256_set1_pd(d.high), _mm256_max_pd(_mm256_set1_pd(d.low), x));
   }
   store256<NT>(dst, _mm256_castpd_si256(x));
 }
 
 template <typename T, int V, int NV, bool NT>
-FI_AVX2_ENTRY void quads_avx2(T* dst, uint64_t q, int64_t steps, const TensorJob& job, uint64_t seed) {
+FI_AVX2_ENTRY void quads_avx2(T* dst, uint64_t q, int64_t steps, const TensorJob& job, const PhiloxKeys& keys) {
   constexpr bool F64 = std::is_same_v<T, double>;
   for (int64_t i = 0; i < steps; ++i, q += 4 * NV, dst += 16 * NV) {
     __m256i words[2 * NV];
-    philox_avx2<NV>(q, job.key, seed, words);
+    if (__builtin_expect((q >> 32) == ((q + 4 * NV - 1) >> 32), 1)) {
+      philox_avx2<NV, true>(q, keys, words);
+    } else {
+      philox_avx2<NV, false>(q, keys, words);
+    }
     __m256 v[2 * NV];
     values_avx2<V, F64, 2 * NV>(words, job.rand, v);
     for (int k = 0; k < 2 * NV; ++k) {
@@ -402,18 +432,20 @@ FI_AVX2_ENTRY void quads_avx2(T* dst, uint64_t q, int64_t steps, const TensorJob
 // Full quads starting at global quad q: returns how many it wrote (a multiple of 4; the caller does the rest).
 template <typename T, int V>
 int64_t random_quads_avx2(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
+  constexpr int NV = BLOCK_VECTORS;
+  const PhiloxKeys keys = make_keys(job.key, seed);
   // Non-temporal stores need 32-byte alignment; element alignment of T is guaranteed, so a
   // misaligned start stays misaligned for the whole run and takes regular stores.
   const bool nt = stream && (reinterpret_cast<uintptr_t>(dst) & 31) == 0;
-  const int64_t big = nquads / (4 * BLOCK_VECTORS);
-  const int64_t small = (nquads - 4 * BLOCK_VECTORS * big) / 4;
+  const int64_t big = nquads / (4 * NV);
+  const int64_t small = (nquads - 4 * NV * big) / 4;
   if (nt) {
-    quads_avx2<T, V, BLOCK_VECTORS, true>(dst, q, big, job, seed);
+    quads_avx2<T, V, NV, true>(dst, q, big, job, keys);
   } else {
-    quads_avx2<T, V, BLOCK_VECTORS, false>(dst, q, big, job, seed);
+    quads_avx2<T, V, NV, false>(dst, q, big, job, keys);
   }
-  quads_avx2<T, V, 1, false>(dst + 16 * BLOCK_VECTORS * big, q + 4 * BLOCK_VECTORS * big, small, job, seed);
-  return 4 * BLOCK_VECTORS * big + 4 * small;
+  quads_avx2<T, V, 1, false>(dst + 16 * NV * big, q + 4 * NV * big, small, job, keys);
+  return 4 * NV * big + 4 * small;
 }
 
 bool cpu_has_avx2() {
@@ -448,12 +480,15 @@ constexpr OutType out_type() {
 #if FASTINIT_HAVE_AVX2_PATH
 template <typename T>
 int64_t random_quads_avx2_any(T* dst, uint64_t q, int64_t nq, const TensorJob& job, uint64_t seed, bool stream) {
-  if (job.kind == KIND_UNIFORM) {
-    return uniform_clamp_is_identity(job.rand) ? random_quads_avx2<T, V_UNIFORM_FREE>(dst, q, nq, job, seed, stream)
-                                               : random_quads_avx2<T, V_UNIFORM>(dst, q, nq, job, seed, stream);
-  }
-  return normal_is_plain(job, std::is_same_v<T, double>) ? random_quads_avx2<T, V_PLAIN_NORMAL>(dst, q, nq, job, seed, stream)
-                                   : random_quads_avx2<T, V_NORMAL>(dst, q, nq, job, seed, stream);
+  constexpr bool f64 = std::is_same_v<T, double>;
+  return with_variant(random_variant(job, f64, false), [&](auto v) -> int64_t {
+    constexpr int V = decltype(v)::value;
+    if constexpr (f64 && !is_normal(V) && V != U_GEN) {
+      return 0;  // never chosen (random_variant: float64 outputs take U_GEN); not instantiated
+    } else {
+      return random_quads_avx2<T, V>(dst, q, nq, job, seed, stream);
+    }
+  });
 }
 #endif
 

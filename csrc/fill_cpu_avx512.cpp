@@ -77,26 +77,6 @@ constexpr int TERN_XOR3 = 0x96;    // a ^ b ^ c
 constexpr int TERN_OR_XOR = 0x56;  // (a | b) ^ c
 constexpr int TERN_AND_OR = 0xEA;  // (a & b) | c
 
-// Per-run Philox key schedule, computed once per call; 64-bit entries so that a broadcast of one is a plain
-// {1to8} memory operand.
-struct PhiloxKeys {
-  uint64_t k0[10], k1[10];
-  uint32_t hi1, lo1;  // round 1's mulhilo(M1, c2) with c2 = the tensor key's low word: the same in every lane
-  uint32_t key_hi;    // c3 of round 1
-};
-
-inline PhiloxKeys make_keys(uint64_t key, uint64_t seed) {
-  PhiloxKeys k{};
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r, k0 += PHILOX_W0, k1 += PHILOX_W1) {
-    k.k0[r] = k0;
-    k.k1[r] = k1;
-  }
-  mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), k.hi1, k.lo1);
-  k.key_hi = static_cast<uint32_t>(key >> 32);
-  return k;
-}
-
 // Stream words of quads q0 .. q0 + 8 * NV - 1 in element order: w[2v] holds elements 0..15 and
 // w[2v + 1] elements 16..31 of quads q0 + 8v .. q0 + 8v + 7. The rounds are Random123's, with rounds 1
 // and 2 partly folded into scalars: in round 1, c2 and c3 are the tensor key, the same in every lane, so
@@ -205,16 +185,7 @@ FI512 void horner9_512(const float (&c)[POLY_TERMS], const __m512 (&y)[N], __m51
   }
 }
 
-// Kinds of value, one per template instance (host predicates in fill_cpu_simd.h choose them):
-//   U_GEN:  s * h + c                                      (uniform_value)
-//   U_FOLD: cvt(n * 2^8) * (h * 2^-31), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
-//   | U_ADDC: U_FOLD's product (the same bits as round(s * h)) then + c, for c != 0
-//   | U_LO: then max(v, lo); without it uniform_low_is_identity() proved that side of the clamp a no-op
-//   | U_HI: then min(., hi); without it uniform_high_is_identity() proved that side a no-op. f_min(f_max(v, lo), hi)
-//     with one side the identity for every v is the other side alone, so the two are separate steps.
-//   N_FULL / N_PLAIN: normal_value / the same with normal_is_plain() parameters (no-op steps skipped)
-constexpr int U_GEN = 0, U_FOLD = 1, U_LO = 2, U_ADDC = 4, U_HI = 8, N_FULL = 16, N_PLAIN = 17;
-constexpr bool is_normal(int V) { return V >= N_FULL; }
+// The variants (U_GEN, U_FOLD, ..., N_PLAIN) and their proofs: fill_cpu_simd.h.
 
 // The float32 normal: z (ZONLY, float64 outputs), or v = z * std + mean clamped. normal_value() of
 // fastinit_stream.h with log_f32 / erfinv_f32 inlined, op for op; comments mark the exact integer forms.
@@ -459,38 +430,18 @@ int64_t run_variant(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, ui
   return 8 * NV * big + 8 * small;
 }
 
-// The uniform variant V with the clamp sides the parameters need.
-template <typename T, int V>
-int64_t run_clamped(bool lo, bool hi, T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed,
-                    bool stream) {
-  if (lo && hi) return run_variant<T, V | U_LO | U_HI>(dst, q, nquads, job, seed, stream);
-  if (lo) return run_variant<T, V | U_LO>(dst, q, nquads, job, seed, stream);
-  if (hi) return run_variant<T, V | U_HI>(dst, q, nquads, job, seed, stream);
-  return run_variant<T, V>(dst, q, nquads, job, seed, stream);
-}
-
 template <typename T>
 int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
-  if (job.kind == KIND_NORMAL) {
-    return normal_is_plain(job, std::is_same_v<T, double>) ? run_variant<T, N_PLAIN>(dst, q, nquads, job, seed, stream)
-                                     : run_variant<T, N_FULL>(dst, q, nquads, job, seed, stream);
-  }
-  if constexpr (std::is_same_v<T, double>) {
-    return run_variant<T, U_GEN>(dst, q, nquads, job, seed, stream);  // the clamp is in the double finish
-  } else {
-    const bool lo = !uniform_low_is_identity(job.rand), hi = !uniform_high_is_identity(job.rand);
-    // The folded uniform without + c is never NaN or denormal: |v| = round(|n * 2^8| * h') >= 2^8 * h' >= 2^-118
-    // (|n| >= 1, h' = h * 2^-31 normal) and |v| <= h (finite); the clamp can only replace v by lo or hi,
-    // so for bfloat16's unguarded vcvtne2ps2bf16 those must be normal or zero too (else: no fold).
-    const auto plain_bound = [](float b) { return std::fpclassify(b) == FP_NORMAL || b == 0.0f; };
-    const bool bounds_ok = !std::is_same_v<T, Bf16BitsNative> ||
-                           ((!lo || plain_bound(job.rand.low)) && (!hi || plain_bound(job.rand.high)));
-    const bool addc = job.rand.center != 0.0f;  // NaN too: then it is added, as uniform_value does
-    const bool fold = uniform_scale_folds(job.rand) && (addc || bounds_ok);
-    if (fold && addc) return run_clamped<T, U_FOLD | U_ADDC>(lo, hi, dst, q, nquads, job, seed, stream);
-    if (fold) return run_clamped<T, U_FOLD>(lo, hi, dst, q, nquads, job, seed, stream);
-    return run_clamped<T, U_GEN>(lo, hi, dst, q, nquads, job, seed, stream);
-  }
+  constexpr bool f64 = std::is_same_v<T, double>;
+  const int variant = random_variant(job, f64, std::is_same_v<T, Bf16BitsNative>);
+  return with_variant(variant, [&](auto v) -> int64_t {
+    constexpr int V = decltype(v)::value;
+    if constexpr (f64 && !is_normal(V) && V != U_GEN) {
+      return 0;  // never chosen (random_variant: float64 outputs take U_GEN); not instantiated
+    } else {
+      return run_variant<T, V>(dst, q, nquads, job, seed, stream);
+    }
+  });
 }
 
 }  // namespace

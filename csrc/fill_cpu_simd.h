@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "fastinit_stream.h"
 #include "fill_job.h"
@@ -50,9 +51,6 @@ inline bool uniform_high_is_identity(const RandParams& p) {
   const float b = f_add(f_mul(symmetric_uniform(0xFFFFFFFFu), p.half_width), p.center);
   return a <= p.high && b <= p.high;
 }
-inline bool uniform_clamp_is_identity(const RandParams& p) {
-  return uniform_low_is_identity(p) && uniform_high_is_identity(p);
-}
 
 // Whether s * h may be computed as (n * 2^8) * (h * 2^-31), n = s * 2^23 the odd integer of the word.
 // Proof: when h' = h * 2^-31 is an exact, normal float32, the real products (n * 2^8) * h' and s * h
@@ -64,6 +62,80 @@ inline bool uniform_clamp_is_identity(const RandParams& p) {
 inline bool uniform_scale_folds(const RandParams& p) {
   const float hs = f_mul(p.half_width, 0x1p-31f);
   return std::fpclassify(hs) == FP_NORMAL && f_mul(hs, 0x1p31f) == p.half_width;
+}
+
+// Kinds of value of the SIMD paths, one per template instance (random_variant() picks one per tensor):
+//   U_GEN:  s * h + c                                      (uniform_value)
+//   U_FOLD: cvt(n * 2^8) * (h * 2^-31), c = 0: uniform_scale_folds() proves it is s * h + c bit for bit
+//   | U_ADDC: U_FOLD's product (the same bits as round(s * h)) then + c, for c != 0
+//   | U_LO: then max(v, lo); without it uniform_low_is_identity() proved that side of the clamp a no-op
+//   | U_HI: then min(., hi); without it uniform_high_is_identity() proved that side a no-op. f_min(f_max(v, lo), hi)
+//     with one side the identity for every v is the other side alone, so the two are separate steps.
+//   N_FULL / N_PLAIN: normal_value / the same with normal_is_plain() parameters (no-op steps skipped)
+// float64 outputs take U_GEN or a normal: their clamp is in the double finish.
+constexpr int U_GEN = 0, U_FOLD = 1, U_LO = 2, U_ADDC = 4, U_HI = 8, N_FULL = 16, N_PLAIN = 17;
+constexpr bool is_normal(int V) { return V >= N_FULL; }
+
+// The variant a random job takes. unguarded_bf16: the output is bfloat16 stored with an instruction that is
+// exact only on normal or zero inputs (the AVX-512 path's vcvtne2ps2bf16 without its per-vector check).
+inline int random_variant(const TensorJob& job, bool f64, bool unguarded_bf16) {
+  if (job.kind == KIND_NORMAL) return normal_is_plain(job, f64) ? N_PLAIN : N_FULL;
+  if (f64) return U_GEN;
+  const RandParams& p = job.rand;
+  const bool lo = !uniform_low_is_identity(p), hi = !uniform_high_is_identity(p);
+  const int clamp = (lo ? U_LO : 0) | (hi ? U_HI : 0);
+  // The folded uniform without + c is never NaN or denormal: |v| = round(|n * 2^8| * h') >= 2^8 * h' >= 2^-118
+  // (|n| >= 1, h' = h * 2^-31 normal) and |v| <= h (finite); the clamp can only replace v by lo or hi, so
+  // for an unguarded bfloat16 store those must be normal or zero too (else: no fold).
+  const auto plain_bound = [](float b) { return std::fpclassify(b) == FP_NORMAL || b == 0.0f; };
+  const bool bounds_ok = !unguarded_bf16 || ((!lo || plain_bound(p.low)) && (!hi || plain_bound(p.high)));
+  const bool addc = p.center != 0.0f;  // NaN too: then it is added, as uniform_value does
+  if (!uniform_scale_folds(p) || !(addc || bounds_ok)) return U_GEN | clamp;
+  return U_FOLD | (addc ? U_ADDC : 0) | clamp;
+}
+
+// f(std::integral_constant<int, V>{}) for the variant v: one template instance per variant.
+template <typename F>
+int64_t with_variant(int v, F&& f) {
+  using std::integral_constant;
+  switch (v) {
+#define FI_VARIANT_CASE(x) \
+  case (x):                \
+    return f(integral_constant<int, (x)>{});
+#define FI_CLAMP_CASES(base)           \
+  FI_VARIANT_CASE(base)                \
+  FI_VARIANT_CASE((base) | U_LO)       \
+  FI_VARIANT_CASE((base) | U_HI)       \
+  FI_VARIANT_CASE((base) | U_LO | U_HI)
+    FI_CLAMP_CASES(U_GEN)
+    FI_CLAMP_CASES(U_FOLD)
+    FI_CLAMP_CASES(U_FOLD | U_ADDC)
+    FI_VARIANT_CASE(N_FULL)
+    FI_VARIANT_CASE(N_PLAIN)
+#undef FI_CLAMP_CASES
+#undef FI_VARIANT_CASE
+  }
+  return 0;
+}
+
+// Per-run Philox key schedule of the SIMD paths, computed once per call; 64-bit entries so that a broadcast of
+// one is a plain memory operand.
+struct PhiloxKeys {
+  uint64_t k0[10], k1[10];
+  uint32_t hi1, lo1;  // round 1's mulhilo(M1, c2) with c2 = the tensor key's low word: the same in every lane
+  uint32_t key_hi;    // c3 of round 1
+};
+
+inline PhiloxKeys make_keys(uint64_t key, uint64_t seed) {
+  PhiloxKeys k{};
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r, k0 += PHILOX_W0, k1 += PHILOX_W1) {
+    k.k0[r] = k0;
+    k.k1[r] = k1;
+  }
+  mulhilo32(PHILOX_M1, static_cast<uint32_t>(key), k.hi1, k.lo1);
+  k.key_hi = static_cast<uint32_t>(key >> 32);
+  return k;
 }
 
 // AVX-512 path: the full quads [q, q + nquads) of a run, written to dst (element 4q of the run at

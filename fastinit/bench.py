@@ -3,7 +3,8 @@
 Rows (same tensors, same run): fastinit through each requested backend, the ``torch.nn.init`` loop
 with the same policy, and ``fill_`` over the same tensors (the write-bandwidth ceiling). First-touch
 page faults are a separate row: every timed row runs on memory that is already allocated and touched.
-Times are medians over ``--repeats``.
+The rows are interleaved (each repeat times every row once); times are medians over ``--repeats``, and
+the speed-up column also gives the lowest and highest ratio within one repeat.
 """
 
 from __future__ import annotations
@@ -98,25 +99,30 @@ def run(model_name: str = "gpt2-xl", policy: str = "default", dtype: str = "floa
     picked = {}
     cases = [(f"fastinit ({b})", (lambda b=b: apply(model, policy, seed=1234, backend=b))) for b in backends]
     cases += [("torch.nn.init loop", torch_loop), ("fill_ (bandwidth ceiling)", fill_all)]
-    for name, fn in cases:
-        times = []
-        for _ in range(repeats):
-            times.append(_time(fn, dev))
+    # Rows interleaved, one of each per repeat: on a shared machine the speed drifts over a run, and a row
+    # timed in one stretch against a row timed in another would carry that drift into their ratio.
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    for _ in range(repeats):
+        for name, fn in cases:
+            times[name].append(_time(fn, dev))
             bar.step(name)
             if name.startswith("fastinit"):
                 picked[name] = sorted({g.backend for g in last_report()})
-        rows.append({"name": name, "times": times})
+    rows += [{"name": name, "times": times[name]} for name, _ in cases]
 
     for r in rows:
         r["median_s"] = statistics.median(r["times"])
         r["GB_per_s"] = nbytes / r["median_s"] / 1e9
         if r["name"] in picked:
             r["backends_used"] = picked[r["name"]]
-    base = next(r for r in rows if r["name"] == "torch.nn.init loop")["median_s"]
+    base = next(r for r in rows if r["name"] == "torch.nn.init loop")
     ceil = next(r for r in rows if r["name"].startswith("fill_"))["median_s"]
     for r in rows:
-        r["speedup_vs_torch"] = base / r["median_s"]
+        r["speedup_vs_torch"] = base["median_s"] / r["median_s"]
         r["fraction_of_fill"] = ceil / r["median_s"]
+        if r["name"] in times:  # the ratio within each repeat (same stretch of time), lowest and highest
+            paired = [t / x for t, x in zip(base["times"], r["times"])]
+            r["speedup_vs_torch_per_repeat"] = [min(paired), max(paired)]
     peak = _rss_bytes()
     copy_bw = _copy_bandwidth(dev) if dev.type == "cuda" else None
     return {
@@ -159,13 +165,15 @@ def format_table(res: dict) -> str:
         + (f"; GPU {res['machine']['gpu']}" if res['machine']['gpu'] else ""),
         f"# cpu kernel SIMD path: {res['cpu_simd']['path']} (CPU flags: {' '.join(res['cpu_simd']['flags'])})",
         "",
-        "| row | time (s) | GB/s | × torch.nn.init | × fill_ bandwidth |",
+        "| row | time (s) | GB/s | × torch.nn.init (per repeat) | × fill_ bandwidth |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in res["rows"]:
         name = r["name"] + (f" → {', '.join(r['backends_used'])}" if r.get("backends_used") else "")
-        lines.append(f"| {name} | {r['median_s']:.3f} | {r['GB_per_s']:.2f} | {r['speedup_vs_torch']:.2f} | "
-                     f"{r['fraction_of_fill']:.2f} |")
+        spread = r.get("speedup_vs_torch_per_repeat")
+        ratio = f"{r['speedup_vs_torch']:.2f}" + (f" ({spread[0]:.1f}–{spread[1]:.1f})" if spread and
+                                                     r["name"] != "torch.nn.init loop" else "")
+        lines.append(f"| {name} | {r['median_s']:.3f} | {r['GB_per_s']:.2f} | {ratio} | {r['fraction_of_fill']:.2f} |")
     extra = res["peak_rss_bytes"] - res["rss_before_bytes"] - res["param_bytes"]
     if res.get("device_copy_GB_per_s"):
         lines += ["", f"device copy bandwidth (read + write): {res['device_copy_GB_per_s']:.0f} GB/s"]

@@ -30,6 +30,13 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path):
     torch_row = next(r for r in res["rows"] if r["name"] == "torch.nn.init loop")
     assert torch_row["speedup_vs_torch"] == 1.0
     assert res["rows"][2]["backends_used"] == ["reference"]
+    # each timed row has one time per repeat (the rows are interleaved), and its per-repeat range is the lowest and
+    # highest of torch's time over its own within one repeat
+    for r in res["rows"][1:]:
+        assert len(r["times"]) == 2
+        paired = [t / x for t, x in zip(torch_row["times"], r["times"])]
+        assert r["speedup_vs_torch_per_repeat"] == [min(paired), max(paired)]
+    assert "speedup_vs_torch_per_repeat" not in res["rows"][0]
 
 
 def test_bench_help_and_unknown_model():
