@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import sys
 from collections.abc import Callable
 
 import torch
 
 from . import specs as S
-from .intercept import TRAMPOLINE_CODES
+from .torch_warnings import caller_stacklevel
 
 
 def bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
@@ -52,18 +51,6 @@ def _binder(fn: Callable) -> tuple[tuple[str, ...], dict, frozenset]:
             {p.name: p.default for p in params if p.default is not p.empty}, frozenset(p.name for p in params))
 
 
-def _stacklevel_of_init_caller() -> int:
-    """The ``stacklevel``, counted from the caller of this function, of the code that called a ``torch.nn.init``
-    function (whose stand-in's frame runs one of :data:`fastinit.intercept.TRAMPOLINE_CODES`): where torch's own
-    warnings point."""
-    f = sys._getframe(1)
-    level = 1
-    while f is not None and f.f_code not in TRAMPOLINE_CODES:
-        f = f.f_back
-        level += 1
-    return level + 1 if f is not None else 1
-
-
 def spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) -> tuple[S.Spec | None, object]:
     """(spec, generator=) of a ``torch.nn.init.<torch_name>(tensor, *args, **kwargs)`` call, with torch's checks and
     warnings; the spec is None when torch would return without writing."""
@@ -79,7 +66,7 @@ def spec_from_call(torch_name: str, original: Callable, tensor, args, kwargs) ->
         spec = S.Constant(1.0)
     else:
         spec = S.BY_TORCH_NAME[torch_name](**a)
-    if S.warn_like_torch(spec, shape, stacklevel=_stacklevel_of_init_caller()):
+    if S.warn_like_torch(spec, shape, stacklevel=caller_stacklevel()):
         return None, None
     S.resolve_spec(spec, shape)  # argument errors now, where eager code would raise them
     return spec, generator

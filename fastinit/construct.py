@@ -49,6 +49,7 @@ from .record import _INIT_FUNCS, _PASSTHROUGH
 from .replay import spec_from_method
 from .temporaries import RANDOM as _RANDOM_FACTORIES
 from .temporaries import TORCH_RNG as _TORCH_RNG
+from .torch_warnings import register_init_frame
 
 _SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
 _RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
@@ -208,6 +209,7 @@ class ConstructionRecorder(TorchFunctionMode):
                 return self.record_init(torch_name, original, tensor, **kwargs)
             return original(*args, **kwargs)  # Python refuses the call with torch's own message
 
+        register_init_frame(call.__code__)  # torch's warnings point at this frame's caller, as at the function's
         return functools.wraps(original)(call)
 
     def _trunc_stand_in(self, original_body: Callable) -> Callable:

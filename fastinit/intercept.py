@@ -33,7 +33,8 @@ INIT_NAMES = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zer
 
 #: name -> torch's function object (the one every reference holds; its __code__ is swapped while recording)
 TORCH_FUNCS: dict[str, types.FunctionType] = {n: getattr(torch.nn.init, n) for n in INIT_NAMES}
-_TORCH_CODE: dict[str, types.CodeType] = {n: f.__code__ for n, f in TORCH_FUNCS.items()}
+#: name -> torch's own code object of the function (restored after recording)
+TORCH_CODE: dict[str, types.CodeType] = {n: f.__code__ for n, f in TORCH_FUNCS.items()}
 
 
 def _pristine(f: types.FunctionType) -> types.FunctionType:
@@ -105,7 +106,7 @@ def recording_in_this_thread(recorder: Any) -> Iterator[None]:
             _users -= 1
             if _users == 0:
                 for n, f in TORCH_FUNCS.items():
-                    f.__code__ = _TORCH_CODE[n]
+                    f.__code__ = TORCH_CODE[n]
 
 
 @contextlib.contextmanager

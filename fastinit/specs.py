@@ -19,6 +19,7 @@ import torch
 from . import checks
 from .stream import KIND_CONSTANT, KIND_DIRAC, KIND_NORMAL, KIND_UNIFORM
 from .tables import PARAM_COLS, Resolved
+from .torch_warnings import warn_trunc_normal_far_mean
 
 _INF = float("inf")
 
@@ -108,8 +109,7 @@ def warn_like_torch(spec: Spec, shape: tuple[int, ...], stacklevel: int) -> bool
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=stacklevel + 1)
         return True
     if isinstance(spec, TruncNormal) and (spec.mean < spec.a - 2 * spec.std or spec.mean > spec.b + 2 * spec.std):
-        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-                      "The distribution of values may be incorrect.", stacklevel=stacklevel + 1)
+        warn_trunc_normal_far_mean(stacklevel + 1)  # where torch's points: inside its trunc_normal_
     return False
 
 
