@@ -49,12 +49,17 @@ def caller_stacklevel() -> int:
 def _trunc_normal_site() -> tuple[str, int] | None:
     """(file, line) of torch's ``trunc_normal_`` calling ``_no_grad_trunc_normal_``: the frame its warning names."""
     code = TORCH_CODE["trunc_normal_"]
-    seen_helper = False
+    seen_helper, line = False, None
     for ins in dis.get_instructions(code):
+        pos = getattr(ins, "positions", None)  # Python >= 3.11; before, the line an instruction starts
+        if pos is not None and pos.lineno:
+            line = pos.lineno
+        elif type(ins.starts_line) is int:
+            line = ins.starts_line
         if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and ins.argval == "_no_grad_trunc_normal_":
             seen_helper = True
-        elif seen_helper and ins.opname.startswith("CALL") and ins.positions and ins.positions.lineno:
-            return code.co_filename, ins.positions.lineno
+        elif seen_helper and ins.opname.startswith("CALL") and line is not None:
+            return code.co_filename, line
     return None
 
 
