@@ -198,18 +198,24 @@ class ConstructionRecorder(TorchFunctionMode):
         else:
             slot.stale = True
 
+    def _init_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
+        """A call of ``torch.nn.init.<torch_name>``, through the module's attribute (a stand-in) or any reference."""
+        if self._other_thread():
+            return original(*args, **kwargs)
+        if args and "tensor" not in kwargs:
+            return self.record_init(torch_name, original, *args, **kwargs)
+        if not args and "tensor" in kwargs:
+            tensor = kwargs.pop("tensor")
+            return self.record_init(torch_name, original, tensor, **kwargs)
+        return original(*args, **kwargs)  # Python refuses the call with torch's own message
+
     def _stand_in(self, torch_name: str, original: Callable) -> Callable:
         def call(*args, **kwargs):
-            if self._other_thread():
-                return original(*args, **kwargs)
-            if args and "tensor" not in kwargs:
-                return self.record_init(torch_name, original, *args, **kwargs)
-            if not args and "tensor" in kwargs:
-                tensor = kwargs.pop("tensor")
-                return self.record_init(torch_name, original, tensor, **kwargs)
-            return original(*args, **kwargs)  # Python refuses the call with torch's own message
+            return self._init_call(torch_name, original, args, kwargs)
 
-        register_init_frame(call.__code__)  # torch's warnings point at this frame's caller, as at the function's
+        # torch's warnings point at this frame's caller, as at the function's. Only this frame: a call through a
+        # reference has its trampoline's frame, and two such frames on one stack would hide the outer one's caller.
+        register_init_frame(call.__code__)
         return functools.wraps(original)(call)
 
     def _trunc_stand_in(self, original_body: Callable) -> Callable:
@@ -358,7 +364,7 @@ class ConstructionRecorder(TorchFunctionMode):
     def record_call(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
         """Where :func:`fastinit.intercept.dispatch` hands this thread's calls of torch's init functions made
         through any reference (``original`` is torch's code, pristine)."""
-        return self._stand_in(torch_name, original)(*args, **kwargs)
+        return self._init_call(torch_name, original, args, dict(kwargs))
 
     def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
         kwargs = dict(kwargs)

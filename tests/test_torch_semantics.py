@@ -166,28 +166,50 @@ def test_recorded_init_warns_where_torch_warns(policy):
     assert fused == eager
 
 
-class _WarnsWhileBuilt(torch.nn.Module):
-    """Constructor init code that warns twice (a zero-element Kaiming weight, a trunc_normal_ mean far out)."""
+# references taken at import, before any recording (as transformers.initialization and megatron keep them)
+_SAVED_INITS = {"kaiming_uniform_": torch.nn.init.kaiming_uniform_, "trunc_normal_": torch.nn.init.trunc_normal_}
 
-    def __init__(self):
+
+class _WarnsWhileBuilt(torch.nn.Module):
+    """Constructor init code that warns twice (a zero-element Kaiming weight, a trunc_normal_ mean far out), calling
+    the functions through torch.nn.init's attributes or through references saved before recording."""
+
+    def __init__(self, saved: bool):
         super().__init__()
+        fns = _SAVED_INITS if saved else {n: getattr(torch.nn.init, n) for n in _SAVED_INITS}
         self.w = torch.nn.Parameter(torch.empty(0, 4))
         self.b = torch.nn.Parameter(torch.empty(4))
-        torch.nn.init.kaiming_uniform_(self.w)
-        torch.nn.init.trunc_normal_(self.b, mean=5.0, std=1.0, a=-1.0, b=1.0)
+        fns["kaiming_uniform_"](self.w)
+        fns["trunc_normal_"](self.b, mean=5.0, std=1.0, a=-1.0, b=1.0)
 
 
-def test_constructor_init_warns_where_torch_warns():
+@pytest.mark.parametrize("saved", [False, True], ids=["attribute", "saved reference"])
+def test_constructor_init_warns_where_torch_warns(saved):
     """Under empty_init the constructor's warnings point where eager construction's do, not into fastinit."""
-    eager = _warnings_of(_WarnsWhileBuilt)
+    eager = _warnings_of(lambda: _WarnsWhileBuilt(saved))
 
     def built():
         with fastinit.empty_init():
-            m = _WarnsWhileBuilt()
+            m = _WarnsWhileBuilt(saved)
         fastinit.materialize(m, "cpu", seed=0)
 
     assert len(eager) == 2
     assert _warnings_of(built) == eager
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["attribute", "saved reference"])
+def test_recorded_init_through_a_saved_reference_warns_where_torch_warns(saved):
+    fns = _SAVED_INITS if saved else torch.nn.init.__dict__
+    model = torch.nn.Linear(0, 4)
+
+    def init_fn(m):
+        if m is model:
+            fns["kaiming_uniform_"](m.weight)
+            fns["trunc_normal_"](m.bias, mean=5.0, std=1.0, a=-1.0, b=1.0)
+
+    eager = _warnings_of(lambda: model.apply(init_fn))
+    assert len(eager) == 2
+    assert _warnings_of(lambda: fastinit.apply(model, init_fn)) == eager
 
 
 def test_warning_filters_and_once_per_site_act_as_on_torch():
