@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 from collections.abc import Callable
 
@@ -49,7 +50,7 @@ from .record import _INIT_FUNCS, _PASSTHROUGH
 from .replay import spec_from_method
 from .temporaries import RANDOM as _RANDOM_FACTORIES
 from .temporaries import TORCH_RNG as _TORCH_RNG
-from .torch_warnings import register_init_frame
+from .torch_warnings import register_init_frame, run_as_called_from
 
 _SETITEM, _COPY, _FILL, _ZERO = torch.Tensor.__setitem__, torch.Tensor.copy_, torch.Tensor.fill_, torch.Tensor.zero_
 _RANDOM_METHODS = {torch.Tensor.uniform_, torch.Tensor.normal_}
@@ -228,10 +229,12 @@ class ConstructionRecorder(TorchFunctionMode):
         trunc = _TORCH_INIT["trunc_normal_"]
 
         def body(tensor, mean, std, a, b, generator=None):
+            # torch's body, where it runs, runs as if called from here: its warning points where eager code's does
+            caller = sys._getframe(1)
             if self._other_thread():
-                return original_body(tensor, mean, std, a, b, generator=generator)
+                return run_as_called_from(caller, original_body, tensor, mean, std, a, b, generator=generator)
             return self.record_init("trunc_normal_", trunc, tensor, mean, std, a, b, generator=generator,
-                                    _run=functools.partial(_trunc_body, original_body))
+                                    _run=functools.partial(run_as_called_from, caller, original_body))
 
         return body
 
@@ -418,10 +421,6 @@ def _mark_draws(func: Callable, args: tuple, kwargs: dict, out: object, target: 
     if func in _DRAWS or any(drawn(t) for t in tensors_in((args, kwargs))):
         for t in tensors_in(out) + ([target] if target is not None else []):
             mark_torch_rng(t)
-
-
-def _trunc_body(body: Callable, tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
-    return body(tensor, mean, std, a, b, generator=generator)
 
 
 def _is_meta_device(device: object) -> bool:

@@ -9,6 +9,7 @@ seeded deterministically from (seed, key).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor
 from . import specs as S
 from .plan import Plan
 from .sharding import entries_for
+from .torch_warnings import run_as_called_from
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -36,13 +38,10 @@ def _torch_itself(tensor: object) -> bool:
 
 
 def _as_torch(fn_name: str, *args, **kwargs):
-    """``torch.nn.init.<fn_name>(*args, **kwargs)``, its warnings pointing at the caller of fastinit.init."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = getattr(torch.nn.init, fn_name)(*args, **kwargs)
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=3)
-    return out
+    """``torch.nn.init.<fn_name>(*args, **kwargs)`` as if the caller of fastinit.init's function called it: its
+    warnings point where they would (no catching and re-emitting, which loses a warning torch emits before it
+    raises and is not thread-safe)."""
+    return run_as_called_from(sys._getframe(2), getattr(torch.nn.init, fn_name), *args, **kwargs)
 
 
 def run_spec(tensor: Tensor, spec: S.Spec, *, seed: int | None, key: int, generator: torch.Generator | None = None,

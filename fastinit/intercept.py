@@ -22,10 +22,12 @@ import contextlib
 import inspect
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+
+from .torch_warnings import called_from_init_caller, register_init_frame
 
 #: the torch.nn.init functions the recorder turns into specs
 INIT_NAMES = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -46,8 +48,9 @@ def _pristine(f: types.FunctionType) -> types.FunctionType:
     return copy
 
 
-#: name -> a copy of torch's function that always runs torch's own code (what unrecorded calls run)
-PRISTINE: dict[str, types.FunctionType] = {n: _pristine(f) for n, f in TORCH_FUNCS.items()}
+#: name -> a copy of torch's function that always runs torch's own code (what unrecorded calls run), as if called
+#: by the code that called the init function running now, so that torch's warnings point where eager code's do
+PRISTINE: dict[str, Callable] = {n: called_from_init_caller(_pristine(f)) for n, f in TORCH_FUNCS.items()}
 
 
 def _trampoline_code(name: str, f: types.FunctionType) -> types.CodeType:
@@ -69,6 +72,8 @@ def _trampoline_code(name: str, f: types.FunctionType) -> types.CodeType:
 _TRAMPOLINE_CODE: dict[str, types.CodeType] = {n: _trampoline_code(n, f) for n, f in TORCH_FUNCS.items()}
 #: the code objects of the stand-ins (warnings walk the stack to the frame running one of them)
 TRAMPOLINE_CODES = frozenset(_TRAMPOLINE_CODE.values())
+for _code in (*TRAMPOLINE_CODES, *TORCH_CODE.values()):
+    register_init_frame(_code)
 
 _state = threading.local()
 _lock = threading.Lock()

@@ -1,6 +1,7 @@
 """fastinit.init follows torch.nn.init exactly: fans, gains, bounds, deterministic fills, errors and warnings."""
 
 import math
+import threading
 import warnings
 from unittest import mock
 
@@ -210,6 +211,90 @@ def test_recorded_init_through_a_saved_reference_warns_where_torch_warns(saved):
     eager = _warnings_of(lambda: model.apply(init_fn))
     assert len(eager) == 2
     assert _warnings_of(lambda: fastinit.apply(model, init_fn)) == eager
+
+
+_FAR = {"mean": 5.0, "std": 1.0, "a": -1.0, "b": 1.0}
+
+
+class _WarnsOnUnrecorded(torch.nn.Module):
+    """Constructor init code whose warning calls fastinit does not record, so runs torch's own code for them: a
+    zero-element temporary, a non-contiguous temporary, a Parameter not yet assigned to the module."""
+
+    def __init__(self, case: str):
+        super().__init__()
+        if case == "zero-element temporary":
+            torch.nn.init.kaiming_uniform_(torch.empty(0, 4))
+        elif case == "non-contiguous temporary":
+            torch.nn.init.trunc_normal_(torch.empty(4, 4).t(), **_FAR)
+        else:
+            p = torch.nn.Parameter(torch.empty(0, 4))
+            torch.nn.init.kaiming_uniform_(p)
+        self.w = torch.nn.Parameter(torch.empty(3, 4))
+
+
+@pytest.mark.parametrize("case", ["zero-element temporary", "non-contiguous temporary", "free Parameter"])
+def test_torch_code_run_for_a_call_warns_where_eager_code_does(case):
+    """Where fastinit runs torch's own function for a call, torch's warnings still name the caller (or torch's own
+    trunc_normal_), not the fastinit frame that ran it: under empty_init, and in apply on untracked tensors."""
+    eager = _warnings_of(lambda: _WarnsOnUnrecorded(case))
+
+    def built():
+        with fastinit.empty_init():
+            m = _WarnsOnUnrecorded(case)
+        fastinit.materialize(m, "cpu", seed=0)
+
+    assert len(eager) == 1 and _warnings_of(built) == eager
+    model = torch.nn.Linear(2, 3)
+
+    def fn(m):
+        if m is model:
+            torch.nn.init.kaiming_uniform_(torch.empty(0, 3))
+            torch.nn.init.trunc_normal_(torch.empty(3), **_FAR)
+
+    eager = _warnings_of(lambda: model.apply(fn))
+    assert len(eager) == 2 and _warnings_of(lambda: fastinit.apply(model, fn)) == eager
+
+
+def test_another_threads_init_calls_warn_as_eager_while_one_thread_constructs():
+    """While one thread is inside empty_init (torch.nn.init's attributes and code swapped process-wide), another
+    thread's calls run torch's code: their warnings point where they would with nobody recording."""
+    saved = _SAVED_INITS["kaiming_uniform_"]
+
+    def calls():
+        torch.nn.init.kaiming_uniform_(torch.empty(0, 4))
+        saved(torch.empty(0, 4))
+        torch.nn.init.trunc_normal_(torch.empty(4), **_FAR)
+
+    alone = _warnings_of(calls)
+    inside, go, done = [], threading.Event(), threading.Event()
+
+    def constructing():
+        with fastinit.empty_init():
+            go.set()
+            done.wait(30)
+
+    t = threading.Thread(target=constructing)
+    t.start()
+    try:
+        assert go.wait(30)
+        inside = _warnings_of(calls)
+    finally:
+        done.set()
+        t.join(30)
+    assert len(alone) == 3 and inside == alone
+
+
+def test_a_warning_torch_emits_before_it_raises_is_kept():
+    """fastinit.init hands a sparse tensor to torch: torch's warning, then its error, both as torch's."""
+    with warnings.catch_warnings(record=True) as theirs, pytest.raises(NotImplementedError):
+        warnings.simplefilter("always")
+        torch.nn.init.trunc_normal_(torch.zeros(3).to_sparse(), **_FAR)
+    with warnings.catch_warnings(record=True) as mine, pytest.raises(NotImplementedError):
+        warnings.simplefilter("always")
+        init.trunc_normal_(torch.zeros(3).to_sparse(), **_FAR)
+    assert len(theirs) == 1
+    assert [(w.category, str(w.message), w.filename, w.lineno) for w in mine] == \
+        [(w.category, str(w.message), w.filename, w.lineno) for w in theirs]
 
 
 def test_warning_filters_and_once_per_site_act_as_on_torch():
