@@ -97,6 +97,7 @@ def run(model_name: str = "gpt2-xl", policy: str = "default", dtype: str = "floa
             apply(model, policy, seed=0, backend="torch")
 
     picked = {}
+    backends = tuple(dict.fromkeys(backends))  # a backend named twice is one row (rows are keyed by name)
     cases = [(f"fastinit ({b})", (lambda b=b: apply(model, policy, seed=1234, backend=b))) for b in backends]
     cases += [("torch.nn.init loop", torch_loop), ("fill_ (bandwidth ceiling)", fill_all)]
     # Rows interleaved, one of each per repeat: on a shared machine the speed drifts over a run, and a row

@@ -17,9 +17,10 @@ def _env() -> dict:
 def test_bench_cli_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / "r.json"
     env = _env()
+    # auto named twice: one row, timed once per repeat (the per-repeat ratios below pair its times with torch's)
     proc = subprocess.run([sys.executable, "-m", "fastinit", "bench", "--model", "gpt2-tiny", "--repeats", "2",
-                           "--backend", "auto,reference", "--json", str(out)], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+                           "--backend", "auto,reference,auto", "--json", str(out)], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| fastinit (auto) → " in proc.stdout and "| torch.nn.init loop |" in proc.stdout
     res = json.loads(out.read_text())
