@@ -481,14 +481,8 @@ constexpr OutType out_type() {
 #if FASTINIT_HAVE_AVX2_PATH
 template <typename T>
 int64_t random_quads_avx2_any(T* dst, uint64_t q, int64_t nq, const TensorJob& job, uint64_t seed, bool stream) {
-  constexpr bool f64 = std::is_same_v<T, double>;
-  return with_variant(random_variant(job, f64, false), [&](auto v) -> int64_t {
-    constexpr int V = decltype(v)::value;
-    if constexpr (f64 && !is_normal(V) && V != U_GEN) {
-      return 0;  // never chosen (random_variant: float64 outputs take U_GEN); not instantiated
-    } else {
-      return random_quads_avx2<T, V>(dst, q, nq, job, seed, stream);
-    }
+  return with_job_variant<std::is_same_v<T, double>>(job, false, [&](auto v) {
+    return random_quads_avx2<T, decltype(v)::value>(dst, q, nq, job, seed, stream);
   });
 }
 #endif

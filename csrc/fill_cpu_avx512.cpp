@@ -432,15 +432,8 @@ int64_t run_variant(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, ui
 
 template <typename T>
 int64_t run_typed(T* dst, uint64_t q, int64_t nquads, const TensorJob& job, uint64_t seed, bool stream) {
-  constexpr bool f64 = std::is_same_v<T, double>;
-  const int variant = random_variant(job, f64, std::is_same_v<T, Bf16BitsNative>);
-  return with_variant(variant, [&](auto v) -> int64_t {
-    constexpr int V = decltype(v)::value;
-    if constexpr (f64 && !is_normal(V) && V != U_GEN) {
-      return 0;  // never chosen (random_variant: float64 outputs take U_GEN); not instantiated
-    } else {
-      return run_variant<T, V>(dst, q, nquads, job, seed, stream);
-    }
+  return with_job_variant<std::is_same_v<T, double>>(job, std::is_same_v<T, Bf16BitsNative>, [&](auto v) {
+    return run_variant<T, decltype(v)::value>(dst, q, nquads, job, seed, stream);
   });
 }
 

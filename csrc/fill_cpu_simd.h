@@ -118,6 +118,21 @@ int64_t with_variant(int v, F&& f) {
   return 0;
 }
 
+// f(std::integral_constant<int, V>{}) for the variant random_variant() picks for this job, one template instance per
+// variant; for float64 outputs (F64) only those it can pick are instantiated (the others return 0 quads written,
+// which would leave them to the caller's scalar path).
+template <bool F64, typename F>
+int64_t with_job_variant(const TensorJob& job, bool unguarded_bf16, F&& f) {
+  return with_variant(random_variant(job, F64, unguarded_bf16), [&](auto v) -> int64_t {
+    constexpr int V = decltype(v)::value;
+    if constexpr (F64 && !is_normal(V) && V != U_GEN) {
+      return 0;
+    } else {
+      return f(v);
+    }
+  });
+}
+
 // Per-run Philox key schedule of the SIMD paths, computed once per call; 64-bit entries so that a broadcast of
 // one is a plain memory operand.
 struct PhiloxKeys {

@@ -302,12 +302,12 @@ class ConstructionRecorder(TorchFunctionMode):
             if handled:
                 return out
         if func in _INIT_FUNCS:  # reached through torch's own hook: run torch's code (never the trampoline) if run
-            return self._call_init(_INIT_FUNCS[func], _TORCH_INIT[_INIT_FUNCS[func]], args, kwargs)
+            return self._run(self._init_call, _INIT_FUNCS[func], _TORCH_INIT[_INIT_FUNCS[func]], args, dict(kwargs))
         if getattr(func, "__module__", None) == "transformers.initialization" and func.__name__ in _TORCH_INIT:
             tensor = args[0] if args else kwargs.get("tensor")
             if getattr(tensor, "_is_hf_initialized", False):  # transformers' guard, honoured
                 return tensor
-            return self._call_init(func.__name__, _TORCH_INIT[func.__name__], args, kwargs)
+            return self._run(self._init_call, func.__name__, _TORCH_INIT[func.__name__], args, dict(kwargs))
         if func in _VALUE_FACTORIES and _is_meta_device(kwargs.get("device")):
             # `torch.arange(n, device=self.weight.device)`: eagerly a real table on the parameter's device; the
             # parameter is meta only because of empty_init, so the table is made on the CPU (copies move it later)
@@ -368,15 +368,6 @@ class ConstructionRecorder(TorchFunctionMode):
         """Where :func:`fastinit.intercept.dispatch` hands this thread's calls of torch's init functions made
         through any reference (``original`` is torch's code, pristine)."""
         return self._init_call(torch_name, original, args, dict(kwargs))
-
-    def _call_init(self, torch_name: str, original: Callable, args: tuple, kwargs: dict):
-        kwargs = dict(kwargs)
-        if args and "tensor" not in kwargs:
-            return self._run(self.record_init, torch_name, original, *args, **kwargs)
-        if not args and "tensor" in kwargs:
-            tensor = kwargs.pop("tensor")
-            return self._run(self.record_init, torch_name, original, tensor, **kwargs)
-        return original(*args, **kwargs)
 
     def _record_write(self, slot: Slot, whole: bool, func: Callable, args: tuple, kwargs: dict):
         # an out= op writes its out (torch.cat(parts, out=w): args[0] is the parts), a method its self
